@@ -1,0 +1,162 @@
+"""The LruNet network (Köpüklü et al. 2019, "Convolutional Neural Networks with Layer Reuse").
+
+Built only from an `LruNetConfig`. The computation is the one the paper's released code performs
+(LRUNET_SPEC.md §1); module names follow the reference so its checkpoints load strictly:
+
+    features    stem: 3x3 conv stride 2 (no bias) -> BN -> ReLU, tiled to the stage-1 width
+    stage1..4   one LruBlock each; max-pool after stages 1, 2 and 4; the tensor is duplicated
+                ([x, x]) on entry to stages 2, 3 and 4
+    classifier  grouped 1x1 conv -> BN -> ReLU -> Dropout -> 1x1 conv (bias) -> ReLU -> avg pool
+
+The reference's ReLU on the class maps (spec §6.1) is kept: numbers must match the paper's.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lrunet.config import NUM_STAGES, LruNetConfig
+
+
+def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
+    """ShuffleNet's interleave: reshape channels to (groups, C/groups), transpose, flatten."""
+    b, c, h, w = x.shape
+    return x.view(b, groups, c // groups, h, w).transpose(1, 2).reshape(b, c, h, w)
+
+
+def swap_shuffle(x: torch.Tensor) -> torch.Tensor:
+    """The reference's shuffle: swap the two channel halves, then interleave with 2 groups.
+
+    Output channel 2k is input channel C/2 + k and 2k+1 is input channel k; unlike the plain
+    2-group interleave this permutation has no fixed point (paper §2.1).
+    """
+    b, c, h, w = x.shape
+    return x.view(b, 2, c // 2, h, w).flip(1).transpose(1, 2).reshape(b, c, h, w)
+
+
+def shuffle_permutation(cfg: LruNetConfig, channels: int) -> list[int] | None:
+    """out[i] = in[perm[i]] for the config's shuffle on `channels` channels (None: no shuffle)."""
+    idx = torch.arange(channels, dtype=torch.float32).view(1, channels, 1, 1)
+    if cfg.shuffle == "none":
+        return None
+    if cfg.shuffle == "swap":
+        out = swap_shuffle(idx)
+    else:
+        out = channel_shuffle(idx, cfg.shuffle_groups)
+    return [int(v) for v in out.flatten().tolist()]
+
+
+class LruBlock(nn.Module):
+    """One stage: a depthwise 3x3 (F -> 2F) and a grouped 1x1 (2F -> F) applied `reuse` times.
+
+    Pass i computes relu(BN_pw[i](pw(BN_dw[i](dw(r)))) + r) with fresh BatchNorms per pass and the
+    channel shuffle between passes (none after the last). With sharing "untied", every pass gets
+    its own dw and pw (paper Table 4) instead of reusing one pair.
+    """
+
+    def __init__(self, channels: int, reuse: int, groups: int, shuffle: str, shuffle_groups: int,
+                 tied: bool = True) -> None:
+        super().__init__()
+        self.reuse = reuse
+        self.shuffle = shuffle
+        self.shuffle_groups = shuffle_groups
+        self.tied = tied
+
+        def dw() -> nn.Conv2d:
+            return nn.Conv2d(channels, 2 * channels, 3, padding=1, groups=channels, bias=False)
+
+        def pw() -> nn.Conv2d:
+            return nn.Conv2d(2 * channels, channels, 1, groups=groups, bias=False)
+
+        if tied:
+            self.dw = dw()
+            self.pw = pw()
+        else:
+            self.dw_list = nn.ModuleList(dw() for _ in range(reuse))
+            self.pw_list = nn.ModuleList(pw() for _ in range(reuse))
+        self.dw_bn_list = nn.ModuleList(nn.BatchNorm2d(2 * channels) for _ in range(reuse))
+        self.pw_bn_list = nn.ModuleList(nn.BatchNorm2d(channels) for _ in range(reuse))
+
+    def _shuffle(self, x: torch.Tensor) -> torch.Tensor:
+        if self.shuffle == "swap":
+            return swap_shuffle(x)
+        if self.shuffle in ("plain", "group"):
+            return channel_shuffle(x, self.shuffle_groups)
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for i in range(self.reuse):
+            dw = self.dw if self.tied else self.dw_list[i]
+            pw = self.pw if self.tied else self.pw_list[i]
+            t = self.pw_bn_list[i](pw(self.dw_bn_list[i](dw(x))))
+            x = F.relu(t + x)
+            if i < self.reuse - 1:
+                x = self._shuffle(x)
+        return x
+
+
+class LruNet(nn.Module):
+    """Layer Reuse Network. `LruNet(LruNetConfig())` is the paper's 8-LruNet-1x for CIFAR-10."""
+
+    def __init__(self, cfg: LruNetConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        widths = cfg.stage_widths
+        self.stem_repeat = widths[0] // cfg.stem_width
+        self.features = nn.Sequential(
+            nn.Conv2d(cfg.in_channels, cfg.stem_width, 3, stride=2, padding=1, bias=False),
+            nn.BatchNorm2d(cfg.stem_width),
+            nn.ReLU(inplace=True),
+        )
+        tied = cfg.sharing == "tied"
+        for s in range(NUM_STAGES):
+            block = LruBlock(widths[s], cfg.reuse[s], cfg.groups, cfg.shuffle, cfg.shuffle_groups,
+                             tied)
+            self.add_module(f"stage{s + 1}", block)
+        self.pool = nn.MaxPool2d(3, stride=2, padding=1)
+        self.classifier = nn.Sequential(
+            nn.Conv2d(widths[-1], cfg.head_width, 1, groups=cfg.groups, bias=False),
+            nn.BatchNorm2d(cfg.head_width),
+            nn.ReLU(inplace=True),
+            nn.Dropout(cfg.dropout),
+            nn.Conv2d(cfg.head_width, cfg.num_classes, 1),
+            nn.ReLU(inplace=True),
+            nn.AdaptiveAvgPool2d(1),
+        )
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """The reference init: kaiming_normal_(fan_out) on every conv, BN at gamma 1, beta 0."""
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.features(x)
+        if self.stem_repeat > 1:
+            x = x.repeat(1, self.stem_repeat, 1, 1)
+        x = self.pool(self.stage1(x))
+        x = self.pool(self.stage2(torch.cat([x, x], 1)))
+        x = self.stage3(torch.cat([x, x], 1))
+        return self.pool(self.stage4(torch.cat([x, x], 1)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.forward_features(x)).flatten(1)
+
+    def num_params(self) -> int:
+        """Trainable parameters, each shared tensor counted once."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+
+def build_model(cfg: LruNetConfig | str, **geometry: int) -> LruNet:
+    """An LruNet from a config, or from an architecture name plus dataset geometry."""
+    if isinstance(cfg, str):
+        from lrunet.config import parse_name
+
+        cfg = parse_name(cfg, **geometry)
+    return LruNet(cfg)
