@@ -29,8 +29,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("experiments.cli_export", "export winners as standalone TorchScript/ONNX models"),
 }
 
-USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError,
-               PermissionError, ConnectionError, TimeoutError)
+USER_ERRORS = (
+    ValueError,
+    FileNotFoundError,
+    NotADirectoryError,
+    IsADirectoryError,
+    PermissionError,
+    ConnectionError,
+    TimeoutError,
+)
 
 
 def get_args_parser(command: str):
@@ -73,7 +80,11 @@ def main(argv: list[str] | None = None) -> int:
     except USER_ERRORS as e:
         if os.environ.get("LRUNET_DEBUG"):
             raise
-        msg = str(e) if not isinstance(e, OSError) or not e.filename else f"{e.strerror}: {e.filename}"
+        msg = (
+            str(e)
+            if not isinstance(e, OSError) or not e.filename
+            else f"{e.strerror}: {e.filename}"
+        )
         print(f"launch.py {command}: error: {msg}".replace("\n", " "), file=sys.stderr)
         return 2
     except KeyboardInterrupt:

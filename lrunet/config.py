@@ -11,13 +11,14 @@ Name grammar (one decoder, `parse_name`; one canonical spelling, `format_name`):
     reuse    one integer N for all four stages ("14"), or four integers N1.N2.N3.N4 ("2.4.8.14")
     width    the width multiplier, shortest decimal spelling ("1", "2", "0.5", "1.25")
     -g       pointwise group count, omitted when 8 (the paper's)
-    -s       channel-shuffle variant, omitted when "swap" (the reference's): -snone, -splain, -sgroup
+    -s       channel-shuffle variant, omitted when "swap" (the reference's):
+             -snone, -splain, -sgroup
     -d       dropout probability, omitted when 0.5 (the paper's CIFAR-10 value): -d0.7, -d0
     -untied  a new dw+pw pair for every pass (the paper's Table 4 "with new layers")
 
 The paper's own names (`14-LruNet-1x`, `1-LruNet-2x`) are canonical names. Dataset geometry
-(classes, input channels, input size) is not architecture and is not spelled in the name: pass it to
-`parse_name` as keyword arguments.
+(classes, input channels, input size) is not architecture and is not spelled in the name: pass
+it to `parse_name` as keyword arguments.
 """
 
 from __future__ import annotations
@@ -82,7 +83,8 @@ class LruNetConfig:
         for n in reuse:
             if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_REUSE:
                 raise ValueError(
-                    f"reuse: every stage's N must be an integer in 1..{MAX_REUSE}, got {self.reuse!r}"
+                    f"reuse: every stage's N must be an integer in 1..{MAX_REUSE}, "
+                    f"got {self.reuse!r}"
                 )
         object.__setattr__(self, "reuse", tuple(int(n) for n in reuse))
 
@@ -99,7 +101,9 @@ class LruNetConfig:
         _check_int("in_channels", self.in_channels, 1)
         _check_int("input_size", self.input_size, 1)
         if self.shuffle not in SHUFFLE_VARIANTS:
-            raise ValueError(f"shuffle: {self.shuffle!r} is not one of {', '.join(SHUFFLE_VARIANTS)}")
+            raise ValueError(
+                f"shuffle: {self.shuffle!r} is not one of {', '.join(SHUFFLE_VARIANTS)}"
+            )
         if self.sharing not in SHARING_MODES:
             raise ValueError(f"sharing: {self.sharing!r} is not one of {', '.join(SHARING_MODES)}")
         if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)):
@@ -129,8 +133,8 @@ class LruNetConfig:
     def stage_widths(self) -> tuple[int, int, int, int]:
         """Channels F of each stage: F1 = int(64 * width), doubling per stage.
 
-        Each transition duplicates the tensor ([x, x], LRUNET_SPEC §1), so a stage has exactly twice
-        the channels of the one before. For 1x and 2x this equals the reference's int(c * w).
+        Each transition duplicates the tensor ([x, x], LRUNET_SPEC §1), so a stage has exactly
+        twice the channels of the one before. For 1x and 2x this equals the reference's int(c * w).
         """
         f1 = int(BASE_WIDTH * self.width)
         return (f1, 2 * f1, 4 * f1, 8 * f1)
@@ -188,7 +192,6 @@ class LruNetConfig:
 def _check_int(field: str, value: Any, minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"{field}: expected an integer >= {minimum}, got {value!r}")
-
 
 
 def format_name(cfg: LruNetConfig) -> str:

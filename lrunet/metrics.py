@@ -1,9 +1,11 @@
-"""Metric names, in one place. YAML objectives, the trainable, the schedulers, MLflow and the Pareto
-code all read them from here."""
+"""Metric names, in one place. YAML objectives, the trainable, the schedulers, MLflow and the
+Pareto code all read them from here."""
 
 from __future__ import annotations
 
-VAL_ACC = "val_acc"  # validation accuracy in percent, on the seeded split carved from training data
+VAL_ACC = (
+    "val_acc"  # validation accuracy in percent, on the seeded split carved from training data
+)
 VAL_LOSS = "val_loss"
 TEST_ACC = "test_acc"  # only final evaluation (retrain/export) touches the test set
 TRAIN_LOSS = "train_loss"

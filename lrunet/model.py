@@ -56,8 +56,15 @@ class LruBlock(nn.Module):
     its own dw and pw (paper Table 4) instead of reusing one pair.
     """
 
-    def __init__(self, channels: int, reuse: int, groups: int, shuffle: str, shuffle_groups: int,
-                 tied: bool = True) -> None:
+    def __init__(
+        self,
+        channels: int,
+        reuse: int,
+        groups: int,
+        shuffle: str,
+        shuffle_groups: int,
+        tied: bool = True,
+    ) -> None:
         super().__init__()
         self.reuse = reuse
         self.shuffle = shuffle
@@ -112,8 +119,9 @@ class LruNet(nn.Module):
         )
         tied = cfg.sharing == "tied"
         for s in range(NUM_STAGES):
-            block = LruBlock(widths[s], cfg.reuse[s], cfg.groups, cfg.shuffle, cfg.shuffle_groups,
-                             tied)
+            block = LruBlock(
+                widths[s], cfg.reuse[s], cfg.groups, cfg.shuffle, cfg.shuffle_groups, tied
+            )
             self.add_module(f"stage{s + 1}", block)
         self.pool = nn.MaxPool2d(3, stride=2, padding=1)
         self.classifier = nn.Sequential(

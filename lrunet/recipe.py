@@ -1,6 +1,6 @@
-"""The training recipe as a frozen dataclass, and the one entry point that turns a flat trial config
-(a Ray Tune `config` dict, an MLflow params dict, a YAML `fixed:` block) into a model config and a
-recipe.
+"""The training recipe as a frozen dataclass, and the one entry point that turns a flat trial
+config (a Ray Tune `config` dict, an MLflow params dict, a YAML `fixed:` block) into a model
+config and a recipe.
 
 Defaults are the paper's (§3, LRUNET_SPEC.md §4): SGD with momentum 0.9, weight decay 5e-4 on all
 parameters, lr 0.1, batch 256. The released code has no schedule (the LR was changed by hand at
@@ -47,7 +47,9 @@ class Recipe:
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule: {self.schedule!r} is not one of {', '.join(SCHEDULES)}")
         if self.label_smoothing >= 1:
-            raise ValueError(f"label_smoothing: expected a number in [0, 1), got {self.label_smoothing}")
+            raise ValueError(
+                f"label_smoothing: expected a number in [0, 1), got {self.label_smoothing}"
+            )
 
     def milestones(self) -> list[int]:
         """Epochs at which the step schedule divides the LR by 10."""
@@ -63,12 +65,10 @@ RECIPE_KEYS = tuple(f.name for f in dataclasses.fields(Recipe))
 TRIAL_KEYS = MODEL_KEYS + STAGE_REUSE_KEYS + RECIPE_KEYS
 
 
-def split_trial_config(
-    flat: Mapping[str, Any], **geometry: int
-) -> tuple[LruNetConfig, Recipe]:
+def split_trial_config(flat: Mapping[str, Any], **geometry: int) -> tuple[LruNetConfig, Recipe]:
     """Turn a flat trial config into (LruNetConfig, Recipe). Unknown keys raise ValueError.
 
-    Per-stage reuse is `reuse_1` .. `reuse_4`; `reuse` sets all four (a per-stage key wins over it).
+    Per-stage reuse is `reuse_1` .. `reuse_4`; `reuse` sets all four (a per-stage key wins).
     `geometry` (num_classes, in_channels, input_size) comes from the dataset.
     """
     unknown = sorted(set(flat) - set(TRIAL_KEYS))
