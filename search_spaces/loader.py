@@ -1,0 +1,512 @@
+"""Load a search-space YAML file into a `SearchSpec`, validated before any compute is spent.
+
+    load_space("lru_full")               a shipped space, search_spaces/lru_full.yaml
+    load_space("spaces/mine.yaml")       any path (contains "/" or ends in .yaml/.yml)
+    load_space("lru_smoke", overrides={"training": {"num_samples": 4}})
+
+The schema is documented in search_spaces/README.md. Every problem raises `SpaceError` (a
+ValueError) with a one-line message naming the file and line, the key path and the fix; a missing
+file raises FileNotFoundError listing the shipped spaces. Nothing here imports Ray or Optuna.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import math
+from pathlib import Path
+from typing import Any
+
+from lrunet.config import LruNetConfig, format_name
+from lrunet.counting import count
+from lrunet.metrics import MFLOPS, OBJECTIVES, PARAMS, VAL_ACC, VAL_LOSS
+from lrunet.recipe import Recipe
+from search_spaces.distributions import Distribution, Fixed
+from search_spaces.schema import (
+    DATASET_GEOMETRY,
+    DATASET_TRAIN_IMAGES,
+    DATASETS,
+    GEOMETRY_KEYS,
+    KNOBS,
+    SECTION_KEYS,
+    TOP_LEVEL_KEYS,
+    Reader,
+    SpaceError,
+    did_you_mean,
+)
+from search_spaces.spec import (
+    COST_METRICS,
+    Budgets,
+    CostRange,
+    Objective,
+    SearchSpec,
+    Training,
+)
+
+SPACES_DIR = Path(__file__).resolve().parent
+DEFAULT_OBJECTIVES = ((VAL_ACC, "max"), (PARAMS, "min"))
+TRAINING_KEYS = ("max_epochs", "grace_epochs", "reduction_factor", "num_samples", "subset")
+MAX_ARCHITECTURES = 50_000  # width x groups x shuffle x sharing combinations checked at load
+
+
+def list_spaces() -> list[str]:
+    """Names of the shipped spaces (search_spaces/*.yaml)."""
+    return sorted(p.stem for p in SPACES_DIR.glob("*.yaml"))
+
+
+def resolve_space(name_or_path: str) -> tuple[Path, str]:
+    """(path, label for messages). A bare name is a shipped space; anything with a '/' or a
+    .yaml/.yml suffix is a path."""
+    s = str(name_or_path)
+    if "/" in s or s.endswith((".yaml", ".yml")):
+        path = Path(s)
+        if not path.exists():
+            raise FileNotFoundError(
+                f"search space file {s} does not exist; shipped spaces: "
+                f"{', '.join(list_spaces())} (pass a name, or a path to a .yaml file)"
+            )
+        if path.is_dir():
+            raise SpaceError(f"{s} is a directory; pass a .yaml file or a shipped space name")
+        return path, s
+    path = SPACES_DIR / f"{s}.yaml"
+    if not path.exists():
+        raise FileNotFoundError(
+            f"no shipped search space {s!r}{did_you_mean(s, list_spaces())}; shipped spaces: "
+            f"{', '.join(list_spaces())}; or pass a path to a .yaml file"
+        )
+    return path, f"search_spaces/{s}.yaml"
+
+
+def _merge(base: Any, over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base) if isinstance(base, dict) else {}
+    for k, v in over.items():
+        out[k] = (
+            _merge(out.get(k), v)
+            if isinstance(v, dict) and isinstance(out.get(k), dict)
+            else copy.deepcopy(v)
+        )
+    return out
+
+
+def load_space(name_or_path: str, overrides: dict[str, Any] | None = None) -> SearchSpec:
+    """Read, validate and return the search space `name_or_path` (see the module docstring).
+
+    `overrides` is merged into the file's mapping before validation (nested mappings merge key
+    by key), so a CLI option such as `--num-samples` is checked like the file itself.
+    """
+    path, label = resolve_space(name_or_path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise SpaceError(f"{label}: not UTF-8 text ({e.reason}); save the file as UTF-8") from None
+    r = Reader(label + (" (with overrides)" if overrides else ""), text)
+    data = r.data
+    if data is None:
+        r.fail("", "the file is empty; start from search_spaces/lru_smoke.yaml")
+    if not isinstance(data, dict):
+        r.fail(
+            "",
+            f"expected a mapping of sections ({', '.join(TOP_LEVEL_KEYS)}) at the top "
+            f"level, got {type(data).__name__}",
+        )
+    if overrides:
+        data = _merge(data, overrides)
+    for key in data:
+        if key not in TOP_LEVEL_KEYS:
+            if key in KNOBS:
+                r.fail(
+                    str(key),
+                    f"{key} is a {KNOBS[key].section} knob; put it under `{KNOBS[key].section}:`",
+                )
+            r.fail(
+                str(key),
+                f"unknown section{did_you_mean(key, TOP_LEVEL_KEYS)}; allowed: "
+                f"{', '.join(TOP_LEVEL_KEYS)}",
+            )
+    description = data.get("description") or ""
+    if not isinstance(description, str):
+        r.fail("description", f"expected text, got {description!r}")
+    dataset, geometry = _dataset(r, data.get("dataset"))
+    knobs = _knobs(r, data)
+    training = _training(r, data.get("training"), knobs, dataset)
+    if "epochs" not in knobs:  # the LR schedule spans the whole epoch budget
+        knobs["epochs"] = Fixed(training.max_epochs)
+    knobs = {k: knobs[k] for k in KNOBS if k in knobs}
+    costs = _check_architectures(r, knobs, geometry)
+    budgets = _budgets(r, data.get("budgets"), knobs, geometry)
+    objectives = _objectives(r, data.get("objectives"))
+    reference = _reference_point(
+        r, data.get("reference_point"), objectives, geometry, costs, budgets
+    )
+    return SearchSpec(
+        name=path.stem,
+        path=label,
+        description=" ".join(description.split()),
+        dataset=dataset,
+        geometry=geometry,
+        knobs=knobs,
+        objectives=objectives,
+        reference_point=reference,
+        budgets=budgets,
+        training=training,
+        costs=costs,
+    )
+
+
+# --- sections ---------------------------------------------------------------------------------
+
+
+def _dataset(r: Reader, raw: Any) -> tuple[str, dict[str, int]]:
+    if raw is None:
+        return "cifar10", dict(DATASET_GEOMETRY["cifar10"])
+    if isinstance(raw, str):
+        if raw not in DATASETS:
+            r.fail(
+                "dataset",
+                f"unknown dataset {raw!r}{did_you_mean(raw, DATASETS)}; use one of "
+                f"{', '.join(DATASETS)}",
+            )
+        if raw not in DATASET_GEOMETRY:
+            r.fail(
+                "dataset",
+                f"{raw} has no default geometry; write `dataset: {{name: {raw}, "
+                "num_classes: N, in_channels: 3, input_size: 32}`",
+            )
+        return raw, dict(DATASET_GEOMETRY[raw])
+    m = r.mapping("dataset", raw, ("name", *GEOMETRY_KEYS), "{name: cifar10}")
+    name = m.get("name")
+    if name not in DATASETS:
+        r.fail(
+            "dataset.name",
+            f"{name!r} is not a dataset{did_you_mean(name, DATASETS)}; use one "
+            f"of {', '.join(DATASETS)}",
+        )
+    geometry = dict(DATASET_GEOMETRY.get(name, {"in_channels": 3, "input_size": 32}))
+    for key in GEOMETRY_KEYS:
+        if key in m:
+            geometry[key] = r.number(f"dataset.{key}", m[key], integer=True)
+            if geometry[key] < (2 if key == "input_size" else 1):
+                r.fail(f"dataset.{key}", f"must be at least {2 if key == 'input_size' else 1}")
+    if "num_classes" not in geometry:
+        r.fail("dataset", f"{name} needs num_classes; add `num_classes: N` under dataset")
+    return name, geometry
+
+
+def _knobs(r: Reader, data: dict[str, Any]) -> dict[str, Distribution]:
+    knobs: dict[str, Distribution] = {}
+    for section, keys in SECTION_KEYS.items():
+        raw = data.get(section)
+        if raw is None:
+            continue
+        if not isinstance(raw, dict):
+            r.fail(section, f"expected a mapping of knobs such as `{keys[0]}: ...`, got {raw!r}")
+        for key, value in raw.items():
+            path = f"{section}.{key}"
+            if key not in keys:
+                if key in KNOBS:
+                    r.fail(
+                        path,
+                        f"{key} is a {KNOBS[key].section} knob; move it under "
+                        f"`{KNOBS[key].section}:`",
+                    )
+                r.fail(
+                    path,
+                    f"unknown {section} knob{did_you_mean(key, keys)}; allowed: {', '.join(keys)}",
+                )
+            knobs[key] = r.knob(path, KNOBS[key], value)
+    stages = [f"reuse_{s}" for s in range(1, 5)]
+    if "reuse" in knobs and all(k in knobs for k in stages):
+        r.fail(
+            "model.reuse",
+            "has no effect because reuse_1 .. reuse_4 are all given (a "
+            "per-stage key wins); remove reuse or one of the per-stage keys",
+        )
+    return knobs
+
+
+def _training(r: Reader, raw: Any, knobs: dict[str, Distribution], dataset: str) -> Training:
+    m = r.mapping("training", raw, TRAINING_KEYS, "{max_epochs: 4, num_samples: 8}")
+    epochs = knobs.get("epochs")
+    default_max = int(epochs.high) if epochs is not None else Recipe.epochs
+    v: dict[str, Any] = {}
+    for key in ("max_epochs", "grace_epochs", "num_samples"):
+        if key in m:
+            v[key] = r.number(f"training.{key}", m[key], integer=True)
+            if v[key] < 1:
+                r.fail(f"training.{key}", f"must be an integer >= 1, got {v[key]}")
+    max_epochs = v.setdefault("max_epochs", default_max)
+    if epochs is not None and epochs.high > max_epochs:
+        r.fail(
+            "recipe.epochs",
+            f"can reach {epochs.high} epochs but training.max_epochs is "
+            f"{max_epochs}; lower recipe.epochs or raise training.max_epochs",
+        )
+    if v.get("grace_epochs", 1) > max_epochs:
+        r.fail(
+            "training.grace_epochs",
+            f"{v['grace_epochs']} exceeds max_epochs {max_epochs}; "
+            "the grace period must be at most max_epochs",
+        )
+    if "reduction_factor" in m:
+        v["reduction_factor"] = r.number("training.reduction_factor", m["reduction_factor"])
+        if v["reduction_factor"] <= 1:
+            r.fail(
+                "training.reduction_factor",
+                f"must be > 1 (ASHA keeps 1/reduction_factor of "
+                f"the trials per rung), got "
+                f"{v['reduction_factor']:g}; use 2, 3 or 4",
+            )
+    if m.get("subset") is not None:
+        v["subset"] = r.number("training.subset", m["subset"], integer=True)
+        available = DATASET_TRAIN_IMAGES.get(dataset)
+        if v["subset"] < 1 or (available is not None and v["subset"] > available):
+            r.fail(
+                "training.subset",
+                f"{v['subset']} training images requested; {dataset} has "
+                f"{available or 'an unknown number of'} (use 1 .. "
+                f"{available or 'N'}, or null for all)",
+            )
+    return Training(**v)
+
+
+def _objectives(r: Reader, raw: Any) -> tuple[Objective, ...]:
+    if raw is None:
+        return tuple(Objective(m, mode) for m, mode in DEFAULT_OBJECTIVES)
+    if not isinstance(raw, list) or not raw:
+        r.fail(
+            "objectives",
+            "expected a non-empty list such as `[{metric: val_acc, mode: max}, "
+            "{metric: params, mode: min}]`",
+        )
+    out: list[Objective] = []
+    for i, item in enumerate(raw):
+        path = f"objectives[{i}]"
+        if isinstance(item, str):
+            metric, mode = item, None
+        else:
+            m = r.mapping(path, item, ("metric", "mode"), "{metric: val_acc, mode: max}")
+            if "metric" not in m:
+                r.fail(path, "missing `metric:`; write e.g. {metric: params, mode: min}")
+            metric, mode = m["metric"], m.get("mode")
+            path += ".metric"
+        if metric not in OBJECTIVES:
+            r.fail(
+                path,
+                f"unknown metric {metric!r}{did_you_mean(metric, OBJECTIVES)}; "
+                f"objectives can be: {', '.join(OBJECTIVES)}",
+            )
+        natural = OBJECTIVES[metric]
+        if mode is not None and mode != natural:
+            where = path.removesuffix(".metric") + ".mode"
+            if mode not in ("min", "max"):
+                r.fail(where, f"mode must be min or max, got {mode!r}")
+            r.fail(
+                where, f"{metric} is always {natural}imised; write mode: {natural} or drop mode"
+            )
+        if any(o.metric == metric for o in out):
+            r.fail(path, f"{metric} is listed twice; remove the duplicate")
+        out.append(Objective(metric, natural))
+    return tuple(out)
+
+
+def _budgets(
+    r: Reader, raw: Any, knobs: dict[str, Distribution], geometry: dict[str, int]
+) -> Budgets:
+    m = r.mapping("budgets", raw, ("max_params", "max_mflops"), "{max_params: 250000}")
+    v: dict[str, Any] = {}
+    for key in ("max_params", "max_mflops"):
+        if m.get(key) is not None:
+            v[key] = r.number(f"budgets.{key}", m[key], integer=key == "max_params")
+            if v[key] <= 0:
+                r.fail(f"budgets.{key}", f"must be > 0, got {v[key]:g}")
+    b = Budgets(**v)
+    if b.max_params is None and b.max_mflops is None:
+        return b
+    # Counts grow with every stage's reuse, so the cheapest config of each architecture family is
+    # its minimal-reuse corner: the budgets are reachable iff one of those corners meets them.
+    smallest = None
+    for cfg in _families(knobs, geometry, corner="low"):
+        c = count(cfg)
+        if (b.max_params is None or c.params <= b.max_params) and (
+            b.max_mflops is None or c.mflops <= b.max_mflops
+        ):
+            return b
+        key = (
+            c.params if b.max_params is not None else 0,
+            c.mflops if b.max_mflops is not None else 0,
+        )
+        if smallest is None or key < smallest[0]:
+            smallest = (key, cfg, c)
+    _, cfg, c = smallest
+    wanted = []
+    if b.max_params is not None:
+        wanted.append(f"max_params >= {c.params:,}")
+    if b.max_mflops is not None:
+        wanted.append(f"max_mflops >= {math.ceil(c.mflops * 100) / 100:g}")
+    given = ", ".join(f"{key} {value:,}" for key, value in v.items())
+    r.fail(
+        "budgets",
+        f"no architecture in the space meets the budgets ({given}); the cheapest, "
+        f"{format_name(cfg)}, has {c.params:,} params and {c.mflops:.2f} MFLOPs; "
+        f"set {' and '.join(wanted)} or shrink the space",
+    )
+
+
+def _reference_point(
+    r: Reader,
+    raw: Any,
+    objectives: tuple[Objective, ...],
+    geometry: dict[str, int],
+    costs: CostRange,
+    budgets: Budgets,
+) -> tuple[float, ...]:
+    if raw is None:
+        return tuple(_default_reference(o.metric, geometry, costs, budgets) for o in objectives)
+    names = [o.metric for o in objectives]
+    if not isinstance(raw, list) or len(raw) != len(objectives):
+        r.fail(
+            "reference_point",
+            f"expected a list of {len(objectives)} numbers, one per "
+            f"objective ({', '.join(names)}), got {raw!r}",
+        )
+    ref = []
+    for i, (o, v) in enumerate(zip(objectives, raw)):
+        x = r.number(f"reference_point[{i}]", v)
+        path = f"reference_point[{i}]"
+        if o.metric == VAL_ACC and not 0 <= x < 100:
+            r.fail(path, f"{o.metric} reference {x:g} must be in [0, 100) (percent); use 0")
+        if o.metric in COST_METRICS:
+            lo = getattr(costs, o.metric)[0]
+            if x <= lo:
+                r.fail(
+                    path,
+                    f"{o.metric} reference {x:g} is not above the smallest {o.metric} in "
+                    f"the space ({lo:,}), so the hypervolume would always be 0; use a "
+                    f"value >= {getattr(costs, o.metric)[1]:,}",
+                )
+        if o.metric == VAL_LOSS and x <= 0:
+            r.fail(path, f"{o.metric} reference must be > 0, got {x:g}")
+        ref.append(x)
+    return tuple(ref)
+
+
+def _default_reference(
+    metric: str, geometry: dict[str, int], costs: CostRange, budgets: Budgets
+) -> float:
+    """0 % accuracy; chance-level loss ln(classes); for a count, its budget if there is one,
+    else the largest value in the space."""
+    if metric == VAL_ACC:
+        return 0.0
+    if metric == VAL_LOSS:
+        return round(math.log(geometry["num_classes"]), 4)
+    if metric == PARAMS and budgets.max_params is not None:
+        return float(budgets.max_params)
+    if metric == MFLOPS and budgets.max_mflops is not None:
+        return float(budgets.max_mflops)
+    return float(getattr(costs, metric)[1])
+
+
+# --- architectures ----------------------------------------------------------------------------
+
+
+def _widths(d: Distribution) -> list[float]:
+    """One representative width per distinct stage-1 channel count int(64 * width)."""
+    if d.is_finite:
+        return sorted({int(64 * w): w for w in d.values()}.values())
+    lo, hi = d.low, d.high
+    return [max(lo, f / 64) for f in range(int(64 * lo), int(64 * hi) + 1)]
+
+
+def _stage_reuse(knobs: dict[str, Distribution], corner: str) -> tuple[int, ...]:
+    default = Fixed(LruNetConfig.reuse[0])
+    per = [knobs.get(f"reuse_{s}", knobs.get("reuse", default)) for s in range(1, 5)]
+    return tuple(int(d.low if corner == "low" else d.high) for d in per)
+
+
+def _families(
+    knobs: dict[str, Distribution], geometry: dict[str, int], corner: str
+) -> list[LruNetConfig]:
+    """Every valid (width, groups, shuffle, sharing) combination at one reuse corner."""
+    reuse = _stage_reuse(knobs, corner)
+    out = []
+    for w, g, sh, sa in _combinations(knobs):
+        try:
+            out.append(
+                LruNetConfig(reuse=reuse, width=w, groups=g, shuffle=sh, sharing=sa, **geometry)
+            )
+        except ValueError:
+            continue
+    return out
+
+
+def _combinations(knobs: dict[str, Distribution]) -> list[tuple[float, int, str, str]]:
+    default = LruNetConfig()
+    axes = [
+        _widths(knobs.get("width", Fixed(default.width))),
+        list(knobs.get("groups", Fixed(default.groups)).values()),
+        list(knobs.get("shuffle", Fixed(default.shuffle)).values()),
+        list(knobs.get("sharing", Fixed(default.sharing)).values()),
+    ]
+    return list(itertools.product(*axes))
+
+
+def _check_architectures(
+    r: Reader, knobs: dict[str, Distribution], geometry: dict[str, int]
+) -> CostRange:
+    """Every listed width, group count and shuffle must give at least one valid architecture;
+    returns the min and max of each count over the space."""
+    combos = _combinations(knobs)
+    if len(combos) > MAX_ARCHITECTURES:
+        r.fail(
+            "model",
+            f"{len(combos):,} width x groups x shuffle x sharing combinations are "
+            f"too many to check (limit {MAX_ARCHITECTURES:,}); list widths or "
+            "group counts with choice",
+        )
+    valid: set[tuple[int, Any]] = set()  # (axis, value) pairs seen in a valid architecture
+    why: dict[tuple[int, Any], str] = {}  # (axis, value) -> why a config with it was invalid
+    for combo in combos:
+        w, g, sh, sa = combo
+        try:
+            LruNetConfig(reuse=1, width=w, groups=g, shuffle=sh, sharing=sa, **geometry)
+        except ValueError as e:
+            for axis, value in enumerate(combo):
+                why.setdefault((axis, value), str(e))
+            continue
+        valid.update(enumerate((int(64 * w), g, sh, sa)))
+    if not valid:
+        r.fail("model", f"no valid architecture in the space: {next(iter(why.values()))}")
+    channels = sorted({int(64 * w) for w in _widths(knobs.get("width", Fixed(1.0)))})
+    for axis, key in ((1, "groups"), (0, "width"), (2, "shuffle")):
+        d = knobs.get(key)
+        if d is None or d.kind not in ("fixed", "choice"):
+            # a range may hold some invalid values (sampled ones are reported infeasible by
+            # check_budget); every value written out must be usable
+            continue
+        for i, v in enumerate(d.values()):
+            if (axis, int(64 * v) if key == "width" else v) in valid:
+                continue
+            path = f"model.{key}" + (f".{d.kind}[{i}]" if d.kind != "fixed" else "")
+            if key == "groups" and all(f % v for f in channels):
+                common = math.gcd(*channels)
+                ok = [x for x in range(1, common + 1) if common % x == 0]
+                r.fail(
+                    path,
+                    f"group count {v} divides none of the stage-1 channel counts "
+                    f"{channels} of this space's widths; use one that divides them "
+                    f"(valid for every width: {', '.join(map(str, ok))}) or remove {v}",
+                )
+            reason = why.get((axis, v), "")
+            r.fail(
+                path,
+                f"{key} {v!r} gives no valid architecture with the other knobs of the "
+                f"space ({reason}); remove it or change the other knobs",
+            )
+    lows = [count(c) for c in _families(knobs, geometry, "low")]
+    highs = [count(c) for c in _families(knobs, geometry, "high")]
+    return CostRange(
+        **{
+            m: (min(getattr(c, m) for c in lows), max(getattr(c, m) for c in highs))
+            for m in COST_METRICS
+        }
+    )

@@ -1,0 +1,239 @@
+"""`SearchSpec`: a validated search space, and what the rest of the platform asks of it.
+
+Built by `search_spaces.loader.load_space`; never import Ray or Optuna here at module level. The
+spec samples flat trial configs (keys: `lrunet.recipe.TRIAL_KEYS`), enumerates finite spaces,
+translates itself to Ray Tune's param space or to Optuna distributions, and decides analytically
+(milliseconds, from `lrunet.counting`) whether a config fits the budgets, so that an over-budget or
+invalid architecture is reported infeasible instead of being trained.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from lrunet.config import format_name
+from lrunet.counting import Counts, count
+from lrunet.metrics import MFLOPS, PARAMS
+from lrunet.recipe import split_trial_config
+from search_spaces.distributions import Distribution, Fixed
+
+COST_METRICS = ("params", "conv_params", "macs", "mflops")
+
+
+@dataclass(frozen=True)
+class Objective:
+    metric: str  # a key of lrunet.metrics.OBJECTIVES
+    mode: str  # "min" or "max"
+
+
+@dataclass(frozen=True)
+class Budgets:
+    """Hard limits; a config over any of them is infeasible and never trains."""
+
+    max_params: int | None = None
+    max_mflops: float | None = None
+
+
+@dataclass(frozen=True)
+class Training:
+    """Search-budget defaults (the CLI may override them)."""
+
+    max_epochs: int  # ASHA's max_t: no trial trains longer
+    grace_epochs: int = 1  # ASHA's grace period: no trial is stopped before this
+    reduction_factor: float = 3.0  # ASHA's eta: keep 1/eta of the trials at each rung
+    num_samples: int = 20  # trials to run
+    subset: int | None = None  # training images used (None: all)
+
+
+@dataclass(frozen=True)
+class CostRange:
+    """Min and max of each analytic count over every valid architecture in the space, budgets
+    ignored."""
+
+    params: tuple[int, int]
+    conv_params: tuple[int, int]
+    macs: tuple[int, int]
+    mflops: tuple[float, float]
+
+
+def _num(v: float) -> str:
+    return f"{int(v):,}" if float(v).is_integer() and abs(v) >= 1000 else f"{v:g}"
+
+
+def _rng(rng: random.Random | int | None) -> random.Random:
+    return rng if isinstance(rng, random.Random) else random.Random(rng)
+
+
+@dataclass(frozen=True)
+class SearchSpec:
+    """A search space, validated: every knob typed, every range sane, the budgets reachable."""
+
+    name: str
+    path: str
+    description: str
+    dataset: str
+    geometry: dict[str, int]  # num_classes, in_channels, input_size used for counting
+    knobs: dict[str, Distribution]  # in TRIAL_KEYS order; recipe.epochs always present
+    objectives: tuple[Objective, ...]
+    reference_point: tuple[float, ...]
+    budgets: Budgets
+    training: Training
+    costs: CostRange = field(compare=False)
+
+    # --- shape of the space -------------------------------------------------------------------
+
+    @property
+    def metrics(self) -> list[str]:
+        return [o.metric for o in self.objectives]
+
+    @property
+    def modes(self) -> list[str]:
+        return [o.mode for o in self.objectives]
+
+    @property
+    def fixed(self) -> dict[str, Any]:
+        """The knobs that are not searched, with their values."""
+        return {k: d.value for k, d in self.knobs.items() if isinstance(d, Fixed)}
+
+    @property
+    def searched(self) -> dict[str, Distribution]:
+        return {k: d for k, d in self.knobs.items() if not isinstance(d, Fixed)}
+
+    @property
+    def is_grid(self) -> bool:
+        """True when every knob takes finitely many values (choice, randint, quniform, fixed)."""
+        return all(d.is_finite for d in self.knobs.values())
+
+    @property
+    def num_configs(self) -> int | None:
+        """Number of distinct flat configs, or None for a continuous space."""
+        return math.prod(d.size for d in self.knobs.values()) if self.is_grid else None
+
+    def grid(self) -> Iterator[dict[str, Any]]:
+        """Every flat config of a finite space, in a fixed order."""
+        if not self.is_grid:
+            continuous = [k for k, d in self.knobs.items() if not d.is_finite]
+            raise ValueError(
+                f"{self.name}: not a finite space, {', '.join(continuous)} "
+                "are continuous; use choice/randint/quniform to enumerate it"
+            )
+        keys = list(self.knobs)
+        for values in itertools.product(*(self.knobs[k].values() for k in keys)):
+            yield dict(zip(keys, values))
+
+    def sample(self, rng: random.Random | int | None = None) -> dict[str, Any]:
+        """One flat trial config (budgets NOT applied: see `check_budget`)."""
+        r = _rng(rng)
+        return {k: d.sample(r) for k, d in self.knobs.items()}
+
+    def sample_feasible(
+        self, rng: random.Random | int | None = None, max_tries: int = 1000
+    ) -> dict[str, Any]:
+        """A sampled config that is a valid architecture within the budgets (rejection
+        sampling)."""
+        r = _rng(rng)
+        for _ in range(max_tries):
+            flat = self.sample(r)
+            if self.check_budget(flat) is None:
+                return flat
+        raise ValueError(
+            f"{self.name}: no feasible config in {max_tries} samples; loosen the budgets"
+        )
+
+    # --- translations (Ray / Optuna imported only here) ---------------------------------------
+
+    def to_tune_param_space(self, grid: bool = False) -> dict[str, Any]:
+        """Ray Tune's `param_space`: fixed knobs as constants, the others as `tune` domains.
+
+        With `grid=True` every finite searched knob becomes `tune.grid_search` (exhaustive; not for
+        use with a searcher such as OptunaSearch).
+        """
+        from ray import tune
+
+        space: dict[str, Any] = {}
+        for k, d in self.knobs.items():
+            if grid and d.is_finite and not isinstance(d, Fixed):
+                space[k] = tune.grid_search(list(d.values()))
+            else:
+                space[k] = d.to_tune()
+        return space
+
+    def to_optuna_distributions(self) -> dict[str, Any]:
+        """Optuna distributions of the searched knobs; the fixed ones are in `self.fixed`."""
+        return {k: d.to_optuna() for k, d in self.searched.items()}
+
+    # --- budgets ------------------------------------------------------------------------------
+
+    def counts(self, flat: Mapping[str, Any]) -> Counts:
+        """Analytic params/MACs/MFLOPs of a flat config at the dataset's counting geometry.
+        Raises ValueError for an invalid architecture."""
+        cfg, _ = split_trial_config(flat, **self.geometry)
+        return count(cfg)
+
+    def check_budget(self, flat: Mapping[str, Any]) -> str | None:
+        """None if `flat` is a valid architecture within the budgets, else the reason it is
+        infeasible (one line)."""
+        try:
+            cfg, _ = split_trial_config(flat, **self.geometry)
+        except ValueError as e:
+            return f"invalid architecture: {e}"
+        c = count(cfg)
+        b = self.budgets
+        over = []
+        if b.max_params is not None and c.params > b.max_params:
+            over.append(f"{PARAMS} {c.params:,} > max_params {b.max_params:,}")
+        if b.max_mflops is not None and c.mflops > b.max_mflops:
+            over.append(f"{MFLOPS} {c.mflops:.2f} > max_mflops {b.max_mflops:g}")
+        return f"{format_name(cfg)} over budget: {'; '.join(over)}" if over else None
+
+    def feasible_fraction(self, samples: int = 1000, seed: int = 0) -> float:
+        """Share of sampled configs that are valid and within the budgets."""
+        r = random.Random(seed)
+        return sum(self.check_budget(self.sample(r)) is None for _ in range(samples)) / samples
+
+    # --- description --------------------------------------------------------------------------
+
+    def summary(self) -> str:
+        """A multi-line description for `launch.py check-space` and `launch.py spaces`."""
+        g, c, b, t = self.geometry, self.costs, self.budgets, self.training
+        n = self.num_configs
+        configs = "continuous" if n is None else f"{n:,}"
+        lines = [
+            f"{self.name}: {self.description}" if self.description else self.name,
+            f"  file          {self.path}",
+            f"  dataset       {self.dataset} ({g['num_classes']} classes, "
+            f"{g['in_channels']}x{g['input_size']}x{g['input_size']} counted)",
+            f"  dimensions    {len(self.searched)} searched, {len(self.fixed)} fixed",
+            f"  configs       {configs}",
+            f"  params        {c.params[0]:,} .. {c.params[1]:,}"
+            + (f"   budget {b.max_params:,}" if b.max_params is not None else ""),
+            f"  MFLOPs        {c.mflops[0]:.2f} .. {c.mflops[1]:.2f}"
+            + (f"   budget {b.max_mflops:g}" if b.max_mflops is not None else ""),
+        ]
+        if b.max_params is not None or b.max_mflops is not None:
+            share = self.feasible_fraction()
+            lines.append(f"  feasible      {share:.0%} of 1,000 samples within the budgets")
+        objectives = ", ".join(f"{o.metric} {o.mode}" for o in self.objectives)
+        ref = ", ".join(_num(v) for v in self.reference_point)
+        lines += [
+            f"  objectives    {objectives} (hypervolume reference point {ref})",
+            f"  training      max_epochs {t.max_epochs}, grace_epochs {t.grace_epochs}, "
+            f"reduction_factor {t.reduction_factor:g}, num_samples {t.num_samples}, "
+            f"subset {'all' if t.subset is None else f'{t.subset:,}'}",
+        ]
+        width = max(len(k) for k in self.knobs)
+        if self.searched:
+            lines.append("  searched:")
+            lines += [f"    {k:<{width}}  {d.describe()}" for k, d in self.searched.items()]
+        lines.append("  fixed:")
+        lines += [
+            f"    {k:<{width}}  {d.describe()}"
+            for k, d in self.knobs.items()
+            if isinstance(d, Fixed)
+        ]
+        return "\n".join(lines)
