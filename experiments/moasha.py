@@ -1,0 +1,304 @@
+"""Multi-objective asynchronous successive halving (MO-ASHA) as a Ray Tune scheduler.
+
+Implements Schmucker et al., 2021, "Multi-objective Asynchronous Successive Halving" (section 3):
+ASHA's stopping rule with the single metric replaced by an objective vector ranked by
+non-dominated sorting. It is Ray's ``ASHAScheduler(brackets=1)`` (``async_hyperband.py``) with
+the comparison at a rung swapped, so that with one objective it takes exactly Ray's decisions.
+
+Rungs sit at ``grace_period * reduction_factor**k`` (same count formula as Ray's ``_Bracket``).
+When a trial's ``time_attr`` first reaches a rung it is compared with the ``n`` trials already
+recorded there, then recorded itself. As in Ray, one recorded trial is enough to stop a trial;
+the first trial at a rung always continues. Objectives are turned into "larger is better" by
+negating ``"min"`` ones (Ray's ``metric_op``). With ``q = 1 / reduction_factor``:
+
+* One objective: the trial stops iff its value is below
+  ``np.nanpercentile(recorded, (1 - q) * 100)``, Ray's own expression.
+* Several objectives: rank the recorded trials and the newcomer ``x`` together by Pareto layer
+  (non-dominated sorting), ties within a layer by NSGA-II crowding distance (larger first; see
+  ``experiments.pareto`` for duplicates and boundary points). Let ``b`` be the number of recorded
+  trials ranked strictly ahead of ``x`` and ``h = (1 - q)(n - 1) = j + f`` (``j`` integer,
+  ``0 <= f < 1``), the position of Ray's percentile among the recorded trials sorted worst first.
+  ``x`` continues iff it is at least as good as the recorded trial at position ``ceil(h)``
+  (``b <= n - 1 - ceil(h)``); it stops if it is worse than the one at ``j`` (``b > n - 1 - j``).
+  Otherwise ``x`` lies between the two recorded trials ``lo`` (position ``j``) and ``hi``
+  (``j + 1``), where Ray interpolates; so do we: with objectives scaled by their range over the
+  compared trials, ``x`` continues iff its projection onto the segment ``lo -> hi`` is at least
+  ``f`` of the way along. With a single objective this rule *is* Ray's percentile test (a
+  constant second objective leaves the decisions unchanged: see ``tests/test_moasha.py``).
+  So a trial that dominates every recorded trial always continues, and one dominated by every
+  recorded trial always stops.
+
+Results missing any objective (or carrying ``None``) are ignored, as Ray ignores results without
+its metric. NaN objectives are recorded but left out of comparisons (``nanpercentile``), and a
+NaN result is never stopped (Ray's ``nan < cutoff`` is False). With ``stop_last_trials=True``
+(Ray's default) a trial is stopped once ``time_attr >= max_t``.
+
+The scheduler keeps its own list of metrics: its ``metric`` property stays ``None``, so Tune
+neither validates nor sorts by a single scheduler metric, and ``TuneConfig`` must carry no
+``metric``/``mode`` (Tune raises if it does, as for Ray's ASHA built with a metric).
+
+State (the objective vectors recorded at each rung and the stops decided) round-trips through
+``save(path)``/``restore(path)``. Ray 2.60's ``Tuner.restore`` neither saves nor restores
+scheduler state, so the scheduler also writes it, atomically after every change, to
+``moasha-state.json`` in the experiment's driver staging directory; Tune syncs that directory to
+``<storage_path>/<experiment>/`` with its experiment checkpoints and copies ``*.json`` back
+before it re-adds the trials on resume, and the first ``on_trial_add`` after a resume reloads it.
+A trial stopped before an interruption but resumed from an older checkpoint is stopped again when
+it reaches the rung where it was stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import ray
+from ray.tune.experiment import Trial
+from ray.tune.schedulers import FIFOScheduler, TrialScheduler
+
+from experiments.pareto import MODES, crowding_distance, pareto_ranks
+
+if TYPE_CHECKING:
+    from ray.tune.execution.tune_controller import TuneController
+
+STATE_FILE = "moasha-state.json"
+_STATE_VERSION = 1
+
+
+def rung_milestones(grace_period: float, max_t: float, reduction_factor: float) -> list[float]:
+    """Rung milestones, descending, exactly as Ray's ``_Bracket`` (bracket 0) makes them."""
+    max_rungs = int(np.log(max_t / grace_period) / np.log(reduction_factor) - 0 + 1)
+    return [grace_period * reduction_factor**k for k in reversed(range(max_rungs))]
+
+
+def keeps(
+    recorded: Sequence[Sequence[float]], x: Sequence[float], reduction_factor: float
+) -> bool:
+    """Does a trial with objective vector ``x`` (larger is better in every coordinate) continue
+    at a rung where ``recorded`` vectors were recorded before it? The module docstring has the
+    rule; with one objective it is Ray's ASHA cutoff verbatim."""
+    xv = np.asarray(x, dtype=float).reshape(-1)
+    k = xv.shape[0]
+    values = np.asarray(recorded, dtype=float).reshape(-1, k)
+    if k == 1:
+        if values.shape[0] == 0:
+            return True
+        cutoff = np.nanpercentile(list(values[:, 0]), (1 - 1 / reduction_factor) * 100)
+        return not bool(xv[0] < cutoff)
+    values = values[~np.isnan(values).any(axis=1)]
+    n = values.shape[0]
+    if n == 0 or np.isnan(xv).any():
+        return True
+    both = np.vstack([values, xv])
+    layers = pareto_ranks(both, ["max"] * k)
+    crowd = np.zeros(n + 1)
+    for layer in np.unique(layers):
+        members = np.flatnonzero(layers == layer)
+        crowd[members] = crowding_distance(both[members], ["max"] * k)
+    # Sort key, worst first: deeper layer is worse, then smaller crowding distance is worse.
+    keys = [(-int(layers[i]), float(crowd[i])) for i in range(n + 1)]
+    ahead = sum(1 for i in range(n) if keys[i] > keys[n])
+    h = (1 - 1 / reduction_factor) * (n - 1)
+    j = math.floor(h)
+    frac = h - j
+    if ahead <= n - 1 - math.ceil(h):
+        return True
+    if ahead > n - 1 - j:
+        return False
+    # Between positions j and j + 1 (frac > 0 here): interpolate as Ray's percentile does.
+    order = sorted(range(n), key=lambda i: (keys[i], tuple(values[i])))
+    scale = np.ptp(both, axis=0)
+    scale[scale == 0] = 1.0
+    lo, hi, xs = values[order[j]] / scale, values[order[j + 1]] / scale, xv / scale
+    cut = lo + frac * (hi - lo)
+    return bool(np.dot(xs - cut, hi - lo) >= 0)
+
+
+class MOASHAScheduler(FIFOScheduler):
+    """Multi-objective ASHA (one bracket); see the module docstring for the promotion rule.
+
+    Args:
+        metrics: the objectives, e.g. ``[VAL_ACC, PARAMS]``; every one must be in each result.
+        modes: ``"max"`` or ``"min"`` for each metric.
+        time_attr: monotone progress attribute of the results (Tune's ``training_iteration``
+            equals the epoch count here).
+        max_t: the full budget in ``time_attr`` units.
+        grace_period: the first rung.
+        reduction_factor: keep roughly the top ``1 / reduction_factor`` at each rung.
+        stop_last_trials: stop trials once ``time_attr >= max_t`` (Ray's default, True).
+    """
+
+    def __init__(
+        self,
+        metrics: Sequence[str],
+        modes: Sequence[str],
+        time_attr: str = "training_iteration",
+        max_t: float = 100,
+        grace_period: float = 1,
+        reduction_factor: float = 3,
+        stop_last_trials: bool = True,
+    ) -> None:
+        if isinstance(metrics, str) or len(metrics) == 0:
+            raise ValueError(f"metrics must be a non-empty list of metric names; got {metrics!r}")
+        if len(set(metrics)) != len(metrics):
+            raise ValueError(f"metrics must not repeat a name; got {list(metrics)}")
+        if isinstance(modes, str) or len(modes) != len(metrics):
+            raise ValueError(
+                f"modes must list one of {MODES} per metric {list(metrics)}; got {modes!r}"
+            )
+        for mode in modes:
+            if mode not in MODES:
+                raise ValueError(f"modes: {mode!r} is not one of {MODES}")
+        if not grace_period > 0:
+            raise ValueError(f"grace_period must be positive; got {grace_period}")
+        if not max_t >= grace_period:
+            raise ValueError(f"max_t ({max_t}) must be >= grace_period ({grace_period})")
+        if not reduction_factor > 1:
+            raise ValueError(f"reduction_factor must be > 1; got {reduction_factor}")
+        super().__init__()
+        self._metrics = list(metrics)
+        self._modes = list(modes)
+        self._signs = [1.0 if mode == "max" else -1.0 for mode in modes]
+        self._time_attr = time_attr
+        self._max_t = max_t
+        self._grace_period = grace_period
+        self._reduction_factor = reduction_factor
+        self._stop_last_trials = stop_last_trials
+        self._rungs: list[tuple[float, dict[str, tuple[float, ...]]]] = [
+            (milestone, {}) for milestone in rung_milestones(grace_period, max_t, reduction_factor)
+        ]
+        self._stopped_at: dict[str, float] = {}  # trial id -> rung milestone where it stopped
+        self._num_stopped = 0
+        self._state_path: str | None = None
+
+    @property
+    def metrics(self) -> list[str]:
+        return list(self._metrics)
+
+    @property
+    def modes(self) -> list[str]:
+        return list(self._modes)
+
+    def set_search_properties(self, metric: str | None, mode: str | None, **spec: Any) -> bool:
+        # Our objectives come from the constructor; a TuneConfig metric/mode is a conflict.
+        return metric is None and mode is None
+
+    def on_trial_add(self, tune_controller: TuneController | None, trial: Trial) -> None:
+        # The staging path lives in the Ray session directory: no Ray, no persistence.
+        if self._state_path is None and trial.storage is not None and ray.is_initialized():
+            staging = trial.storage.experiment_driver_staging_path
+            self._state_path = str(Path(staging, STATE_FILE))
+            if os.path.exists(self._state_path):
+                self.restore(self._state_path)
+
+    def _objectives(self, result: dict) -> tuple[float, ...] | None:
+        if self._time_attr not in result or result[self._time_attr] is None:
+            return None
+        if any(result.get(m) is None for m in self._metrics):
+            return None
+        # Kept as Ray computes ``metric_op * value`` (same dtype), so cutoffs match bit for bit.
+        return tuple(s * result[m] for s, m in zip(self._signs, self._metrics, strict=True))
+
+    def on_trial_result(
+        self, tune_controller: TuneController | None, trial: Trial, result: dict
+    ) -> str:
+        vector = self._objectives(result)
+        if vector is None:
+            return TrialScheduler.CONTINUE
+        now = result[self._time_attr]
+        stopped_at = self._stopped_at.get(trial.trial_id)
+        if stopped_at is not None and now >= stopped_at:
+            return TrialScheduler.STOP  # re-run after a resume from an older checkpoint
+        if now >= self._max_t and self._stop_last_trials:
+            self._num_stopped += 1
+            return TrialScheduler.STOP
+        action, milestone = self._record(trial.trial_id, now, vector)
+        if action == TrialScheduler.STOP:
+            self._num_stopped += 1
+            self._stopped_at[trial.trial_id] = milestone
+            self._persist()
+        return action
+
+    def on_trial_complete(
+        self, tune_controller: TuneController | None, trial: Trial, result: dict
+    ) -> None:
+        vector = self._objectives(result)
+        if vector is not None:
+            self._record(trial.trial_id, result[self._time_attr], vector)
+
+    def _record(
+        self, trial_id: str, now: float, vector: tuple[float, ...]
+    ) -> tuple[str, float | None]:
+        """Ray's ``_Bracket.on_result`` with the cutoff replaced by :func:`keeps`."""
+        for milestone, recorded in self._rungs:
+            if now >= milestone and trial_id in recorded and not self._stop_last_trials:
+                break
+            if now < milestone or trial_id in recorded:
+                continue
+            keep = keeps(list(recorded.values()), vector, self._reduction_factor)
+            recorded[trial_id] = vector
+            self._persist()
+            return (TrialScheduler.CONTINUE if keep else TrialScheduler.STOP), milestone
+        return TrialScheduler.CONTINUE, None
+
+    def debug_string(self) -> str:
+        rungs = " | ".join(f"t={m:g}: {len(r)} recorded" for m, r in reversed(self._rungs))
+        return f"Using MO-ASHA on {self._metrics}: num_stopped={self._num_stopped}\n{rungs}"
+
+    def _state(self) -> dict[str, Any]:
+        return {
+            "version": _STATE_VERSION,
+            "metrics": self._metrics,
+            "modes": self._modes,
+            "time_attr": self._time_attr,
+            "milestones": [m for m, _ in self._rungs],
+            "rungs": [
+                {tid: [float(x) for x in v] for tid, v in recorded.items()}
+                for _, recorded in self._rungs
+            ],
+            "stopped_at": self._stopped_at,
+            "num_stopped": self._num_stopped,
+        }
+
+    def _persist(self) -> None:
+        if self._state_path is not None:
+            self.save(self._state_path)
+
+    def save(self, checkpoint_path: str) -> None:
+        """Write the recorded rungs and stops as JSON, atomically."""
+        folder = os.path.dirname(os.path.abspath(checkpoint_path))
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".moasha-", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump(self._state(), f)
+            os.replace(tmp, checkpoint_path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+    def restore(self, checkpoint_path: str) -> None:
+        """Load state written by :meth:`save` by a scheduler with the same settings."""
+        with open(checkpoint_path) as f:
+            state = json.load(f)
+        mine = self._state()
+        for key in ("metrics", "modes", "time_attr", "milestones"):
+            if state.get(key) != mine[key]:
+                raise ValueError(
+                    f"{checkpoint_path}: saved {key} {state.get(key)!r} differ from this "
+                    f"scheduler's {mine[key]!r}; build the scheduler with the settings of the "
+                    "run being resumed"
+                )
+        self._rungs = [
+            (milestone, {tid: tuple(v) for tid, v in recorded.items()})
+            for milestone, recorded in zip(state["milestones"], state["rungs"], strict=True)
+        ]
+        self._stopped_at = dict(state["stopped_at"])
+        self._num_stopped = int(state["num_stopped"])
