@@ -1,0 +1,488 @@
+"""One search, start to finish: validate everything, start (or join) Ray, run the Tuner with the
+MLflow callback, then compute and log the Pareto front.
+
+Every check that can fail on user input (the space file, the dataset, the tracking store, the
+storage folder, the flags) runs before Ray starts, so a typo costs a second, not a cluster hour.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shlex
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from experiments import tracking
+from experiments.front import Front, front_table, load_front, log_front
+from lrunet import metrics as M
+from search_spaces.loader import load_space
+from search_spaces.spec import SearchSpec
+
+log = logging.getLogger(__name__)
+
+SCHEDULERS = ("auto", "asha", "moasha", "fifo")
+STATE_FILE = "lrunet_search.json"  # beside Ray's experiment state: what --resume needs
+
+
+@dataclass
+class SearchOptions:
+    space: str | None = None
+    resume: str | None = None
+    dataset: str | None = None
+    data_dir: str | None = None
+    num_samples: int | None = None
+    max_epochs: int | None = None
+    grace_epochs: int | None = None
+    reduction_factor: float | None = None
+    subset: int | None = None
+    searcher: str = "random"
+    scheduler: str = "auto"
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    max_concurrent: int | None = None
+    max_failures: int = 2
+    address: str | None = None
+    storage_path: str | None = None
+    tracking_uri: str | None = None
+    experiment_name: str | None = None
+    seed: int = 0
+    verbose: int = 1
+    argv: list[str] = field(default_factory=list)
+
+
+@dataclass
+class SearchResult:
+    experiment_name: str
+    parent_run_id: str
+    tracking_uri: str
+    storage_dir: str
+    front: Front
+    infeasible: int
+    elapsed_s: float
+
+
+def _overrides(o: SearchOptions) -> dict[str, Any]:
+    training = {
+        k: v
+        for k, v in (
+            ("max_epochs", o.max_epochs),
+            ("grace_epochs", o.grace_epochs),
+            ("reduction_factor", o.reduction_factor),
+            ("num_samples", o.num_samples),
+            ("subset", o.subset),
+        )
+        if v is not None
+    }
+    out: dict[str, Any] = {"training": training} if training else {}
+    if o.dataset:
+        out["dataset"] = o.dataset
+    return out
+
+
+def _check_flags(o: SearchOptions) -> None:
+    from experiments.searchers import SEARCHERS
+
+    if o.searcher not in SEARCHERS:
+        raise ValueError(f"--searcher {o.searcher!r}: choose one of {', '.join(SEARCHERS)}")
+    if o.scheduler not in SCHEDULERS:
+        raise ValueError(f"--scheduler {o.scheduler!r}: choose one of {', '.join(SCHEDULERS)}")
+    if not o.cpus_per_trial > 0:
+        raise ValueError(f"--cpus-per-trial {o.cpus_per_trial}: must be > 0")
+    if o.gpus_per_trial < 0:
+        raise ValueError(f"--gpus-per-trial {o.gpus_per_trial}: must be >= 0")
+    if o.max_concurrent is not None and o.max_concurrent < 1:
+        raise ValueError(f"--max-concurrent {o.max_concurrent}: must be >= 1")
+    if o.max_failures < 0:
+        raise ValueError(f"--max-failures {o.max_failures}: must be >= 0")
+
+
+def _storage_root(o: SearchOptions) -> str:
+    root = o.storage_path or str(Path("ray_results").resolve())
+    if "://" in root:  # s3://, gs://: Ray checks these itself
+        return root
+    p = Path(root).expanduser().resolve()
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise PermissionError(13, f"cannot create --storage-path ({e.strerror})", str(p)) from None
+    if not os.access(p, os.W_OK):
+        raise PermissionError(13, "--storage-path is not writable", str(p))
+    return str(p)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-") or "search"
+
+
+def _choose_scheduler(o: SearchOptions, spec: SearchSpec, max_epochs: int):
+    kind = o.scheduler
+    if kind == "auto":
+        kind = "moasha" if len(spec.objectives) > 1 else "asha"
+    grace = spec.training.grace_epochs
+    rf = spec.training.reduction_factor
+    if kind == "fifo":
+        from ray.tune.schedulers import FIFOScheduler
+
+        return kind, FIFOScheduler()
+    if kind == "asha":
+        from ray.tune.schedulers import ASHAScheduler
+
+        # ASHA ranks by one metric: the first objective (the space's accuracy, by default)
+        return kind, ASHAScheduler(
+            time_attr="training_iteration",
+            metric=spec.metrics[0],
+            mode=spec.modes[0],
+            max_t=max_epochs,
+            grace_period=grace,
+            reduction_factor=rf,
+        )
+    from experiments.moasha import MOASHAScheduler
+
+    return kind, MOASHAScheduler(
+        metrics=spec.metrics,
+        modes=spec.modes,
+        time_attr="training_iteration",
+        max_t=max_epochs,
+        grace_period=grace,
+        reduction_factor=rf,
+    )
+
+
+def init_ray(address: str | None, cpus_hint: float) -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    address = address or os.environ.get("RAY_ADDRESS")
+    os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+    if address:
+        try:
+            ray.init(address=address, log_to_driver=True)
+        except (ConnectionError, RuntimeError, ValueError) as e:
+            raise ConnectionError(
+                f"cannot join the Ray cluster at {address!r} "
+                f"({str(e).strip().splitlines()[0][:200]}); start it with 'ray start --head' "
+                "or drop --address to run locally"
+            ) from None
+    else:
+        ray.init(include_dashboard=False, log_to_driver=True)
+
+
+def _model_writer(dataset: str):
+    """Writes a finished trial's model file from its last checkpoint (driver side)."""
+    import tempfile
+
+    from experiments.export import save_model_file
+    from lrunet.config import LruNetConfig
+    from lrunet.recipe import Recipe
+    from trainables.checkpoint import load_checkpoint
+    from trainables.trainable import CHECKPOINT_FILE
+
+    def write(trial, path: Path) -> bool:
+        ckpt = trial.checkpoint
+        if ckpt is None:
+            return False
+        with tempfile.TemporaryDirectory(prefix="lrunet-ckpt-") as d:
+            ckpt.to_directory(d)
+            state = load_checkpoint(Path(d) / CHECKPOINT_FILE)
+        last = trial.last_result or {}
+        metrics = {
+            k: last[k] for k in tracking.LOGGED_METRICS if isinstance(last.get(k), (int, float))
+        }
+        metrics[M.EPOCH] = float(state["epoch"])
+        save_model_file(
+            path,
+            LruNetConfig.from_dict(state["config"]),
+            Recipe(**state["recipe"]),
+            state["model"],
+            dataset,
+            metrics,
+        )
+        return True
+
+    return write
+
+
+def run_search(o: SearchOptions) -> SearchResult:
+    """Run (or, with `o.resume`, continue) a search and return its front."""
+    t0 = time.time()
+    _check_flags(o)
+    uri = (
+        o.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or tracking.default_tracking_uri()
+    )
+    tracking.check_tracking_uri(uri)
+    client = tracking.client_for(uri)
+
+    state: dict[str, Any] = {}
+    if o.resume:
+        state = _resume_state(client, o.resume)
+        o.space = state["space_path"]
+        spec = load_space(state["space_path"], state["overrides"])
+        experiment_name = o.resume
+    else:
+        if not o.space:
+            raise ValueError(
+                "no search space: pass --space NAME|PATH (see 'python launch.py "
+                "spaces') or --resume EXPERIMENT"
+            )
+        spec = load_space(o.space, _overrides(o))
+        experiment_name = o.experiment_name or f"lrunet-{spec.name}"
+
+    # the data must be there before any compute is spent (this also warms the node's cache)
+    from trainables.data import load_dataset
+
+    data_dir = state.get("data_dir", o.data_dir)
+    load_dataset(spec.dataset, data_dir)
+
+    max_epochs = spec.training.max_epochs
+    if spec.fixed.get("epochs", max_epochs) < max_epochs:
+        raise ValueError(
+            f"recipe.epochs {spec.fixed['epochs']} is below training.max_epochs "
+            f"{max_epochs}; trials cannot train past their LR schedule"
+        )
+    exp_id = tracking.get_or_create_experiment(
+        client, experiment_name, tracking.default_artifact_location(uri)
+    )
+
+    if o.resume:
+        parent_id = state["parent_run_id"]
+        storage_dir = state["storage_dir"]
+        client.update_run(parent_id, status="RUNNING")
+    else:
+        root = _storage_root(o)
+        run_name = f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        storage_dir = f"{root.rstrip('/')}/{_slug(experiment_name)}/{run_name}"
+        parent = client.create_run(
+            exp_id,
+            run_name=run_name,
+            tags={
+                tracking.ROLE_TAG: tracking.PARENT_ROLE,
+                "space": spec.name,
+                "storage_dir": storage_dir,
+                "mlflow.note.content": spec.description,
+            },
+        )
+        parent_id = parent.info.run_id
+        _log_parent(client, parent_id, o, spec, storage_dir)
+
+    search = _build(o, spec, client, exp_id, parent_id, max_epochs, data_dir)
+    if not o.resume:
+        state = {
+            "parent_run_id": parent_id,
+            "space_path": str(Path(_space_file(spec)).resolve()),
+            "overrides": _overrides(o),
+            "storage_dir": storage_dir,
+            "data_dir": data_dir,
+            "options": {k: v for k, v in asdict(o).items() if k != "argv"},
+        }
+        _write_state(client, parent_id, state)
+
+    try:
+        _fit(o, spec, search, storage_dir, max_epochs, data_dir)
+    except BaseException:
+        client.set_tag(parent_id, "search_status", "interrupted")
+        client.set_terminated(parent_id, "KILLED")
+        raise
+    front, _ = load_front(
+        client, experiment_name, (spec.metrics, spec.modes, list(spec.reference_point)), parent_id
+    )
+    log_front(client, parent_id, front)
+    client.set_tag(parent_id, "search_status", "finished")
+    client.set_terminated(parent_id, "FINISHED")
+    return SearchResult(
+        experiment_name,
+        parent_id,
+        uri,
+        storage_dir,
+        front,
+        search["searcher"].infeasible,
+        time.time() - t0,
+    )
+
+
+def _space_file(spec: SearchSpec) -> str:
+    from search_spaces.loader import resolve_space
+
+    return str(resolve_space(spec.path if os.path.exists(spec.path) else spec.name)[0])
+
+
+def _log_parent(
+    client, parent_id: str, o: SearchOptions, spec: SearchSpec, storage_dir: str
+) -> None:
+    params = {
+        "space": spec.name,
+        "dataset": spec.dataset,
+        "searcher": o.searcher,
+        "scheduler": o.scheduler,
+        "max_epochs": spec.training.max_epochs,
+        "grace_epochs": spec.training.grace_epochs,
+        "reduction_factor": spec.training.reduction_factor,
+        "num_samples": spec.training.num_samples,
+        "subset": spec.training.subset,
+        "objectives": ",".join(spec.metrics),
+        "modes": ",".join(spec.modes),
+        "reference_point": ",".join(repr(float(x)) for x in spec.reference_point),
+        "max_params": spec.budgets.max_params,
+        "max_mflops": spec.budgets.max_mflops,
+        "cpus_per_trial": o.cpus_per_trial,
+        "gpus_per_trial": o.gpus_per_trial,
+        "seed": o.seed,
+        "storage_dir": storage_dir,
+    }
+    for k, v in params.items():
+        client.log_param(parent_id, k, str(v))
+    client.log_artifact(parent_id, _space_file(spec), "space")
+    cmd = " ".join(shlex.quote(a) for a in (o.argv or [sys.argv[0], *sys.argv[1:]]))
+    client.log_text(
+        parent_id, f"cd {shlex.quote(os.getcwd())}\n{sys.executable} {cmd}\n", "command.txt"
+    )
+    client.set_tag(parent_id, "command", cmd[:5000])
+
+
+def _write_state(client, parent_id: str, state: dict[str, Any]) -> None:
+    client.log_text(parent_id, json.dumps(state, indent=2, default=str), STATE_FILE)
+
+
+def _resume_state(client, experiment_name: str) -> dict[str, Any]:
+    exp = tracking.find_experiment(client, experiment_name)
+    parent = tracking.latest_parent_run(client, exp.experiment_id)
+    if parent is None:
+        raise ValueError(f"experiment {experiment_name!r} has no search to resume")
+    if parent.data.tags.get("search_status") == "finished":
+        raise ValueError(
+            f"the newest search of {experiment_name!r} ({parent.info.run_name}) "
+            "already finished; start a new one with --space"
+        )
+    import mlflow.artifacts
+
+    try:
+        text = mlflow.artifacts.load_text(f"runs:/{parent.info.run_id}/{STATE_FILE}")
+    except Exception as e:
+        raise ValueError(
+            f"search run {parent.info.run_id} has no {STATE_FILE} "
+            f"({str(e).splitlines()[0][:120]}); it cannot be resumed"
+        ) from None
+    state = json.loads(text)
+    if not Path(state["space_path"]).is_file():
+        raise FileNotFoundError(
+            f"the search's space file {state['space_path']} is gone; restore it to resume"
+        )
+    return state
+
+
+def _build(
+    o: SearchOptions,
+    spec: SearchSpec,
+    client,
+    exp_id: str,
+    parent_id: str,
+    max_epochs: int,
+    data_dir: str | None,
+) -> dict[str, Any]:
+    """Searcher, scheduler and MLflow callback (Ray's search/scheduler imports start here)."""
+    from experiments.searchers import build_searcher
+
+    callback = tracking.make_trial_callback(
+        client,
+        exp_id,
+        parent_id,
+        dataset=spec.dataset,
+        geometry=spec.geometry,
+        max_epochs=max_epochs,
+        model_writer=_model_writer(spec.dataset),
+    )
+    searcher = build_searcher(o.searcher, spec, o.seed, max_epochs, callback.log_infeasible)
+    kind, scheduler = _choose_scheduler(o, spec, max_epochs)
+    return {
+        "callback": callback,
+        "searcher": searcher,
+        "scheduler": scheduler,
+        "scheduler_kind": kind,
+    }
+
+
+def _fit(
+    o: SearchOptions,
+    spec: SearchSpec,
+    search: dict[str, Any],
+    storage_dir: str,
+    max_epochs: int,
+    data_dir: str | None,
+) -> None:
+    from ray import tune
+
+    from trainables.trainable import RUN_KEY, make_trainable
+
+    init_ray(o.address, o.cpus_per_trial)
+    trainable = make_trainable(o.cpus_per_trial, o.gpus_per_trial)
+    root, name = storage_dir.rsplit("/", 1)
+    if o.resume and tune.Tuner.can_restore(storage_dir):
+        tuner = tune.Tuner.restore(
+            storage_dir, trainable=trainable, resume_unfinished=True, resume_errored=True
+        )
+        tuner.fit()
+        return
+    run = {
+        "dataset": spec.dataset,
+        "data_dir": data_dir,
+        "subset": spec.training.subset,
+        "max_epochs": max_epochs,
+    }
+    param_space = {**spec.fixed, RUN_KEY: run}
+    tune_config = tune.TuneConfig(
+        search_alg=search["searcher"],
+        scheduler=search["scheduler"],
+        num_samples=spec.training.num_samples,
+        max_concurrent_trials=o.max_concurrent or _default_concurrency(o),
+        reuse_actors=True,
+    )
+    run_config = tune.RunConfig(
+        name=name,
+        storage_path=root,
+        callbacks=[search["callback"]],
+        failure_config=tune.FailureConfig(max_failures=o.max_failures),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+        verbose=o.verbose,
+    )
+    tuner = tune.Tuner(
+        trainable, param_space=param_space, tune_config=tune_config, run_config=run_config
+    )
+    tuner.fit()
+
+
+def _default_concurrency(o: SearchOptions) -> int:
+    import ray
+
+    res = ray.cluster_resources()
+    by_cpu = int(res.get("CPU", 1) // o.cpus_per_trial) or 1
+    if o.gpus_per_trial > 0:
+        return max(1, min(by_cpu, int(res.get("GPU", 0) // o.gpus_per_trial)))
+    return max(1, by_cpu)
+
+
+def summary(result: SearchResult) -> str:
+    f = result.front
+    lines = [
+        "",
+        f"Pareto front of {result.experiment_name} ({', '.join(f.metrics)}):",
+        "",
+        front_table(f),
+        "",
+        f"search finished in {result.elapsed_s / 60:.1f} min; "
+        f"{result.infeasible} proposal(s) rejected as over budget before training",
+        "Open it in the MLflow UI:",
+        f"  mlflow ui --backend-store-uri {shlex.quote(result.tracking_uri)} "
+        "--host 127.0.0.1 --port 5000"
+        if not result.tracking_uri.startswith("http")
+        else f"  {result.tracking_uri}",
+        f"Export the front:  python launch.py export --experiment "
+        f"{shlex.quote(result.experiment_name)} --pareto --out exports "
+        f"--tracking-uri {shlex.quote(result.tracking_uri)}",
+    ]
+    return "\n".join(lines)

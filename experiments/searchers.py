@@ -1,0 +1,163 @@
+"""Searchers for `launch.py --searcher random|nsga2|tpe`, and the budget gate in front of them.
+
+* `SpaceSampler`: seeded random search over a `SearchSpec`; a finite space is walked without
+  replacement (a shuffled grid), so `lru_paper` with `--num-samples 9` is exactly Table 2's grid.
+* `nsga2` / `tpe`: Ray's `OptunaSearch` with Optuna's NSGA-II or TPE sampler, multi-objective over
+  the space's objectives.
+* `BudgetedSearcher` wraps any of them. A proposal over a budget (or an impossible architecture)
+  never trains: the inner searcher is told the trial failed (Optuna: state FAIL, no values), the
+  proposal is recorded as `infeasible`, and the next proposal is drawn. A trial the scheduler
+  stopped before the full budget is reported to the inner searcher without values, which Ray's
+  `OptunaSearch` tells Optuna as PRUNED, so its low-budget accuracy is never taken as final.
+"""
+
+from __future__ import annotations
+
+import pickle
+import random
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from ray.tune.search import Searcher
+
+from search_spaces.spec import SearchSpec
+
+SEARCHERS = ("random", "nsga2", "tpe")
+MAX_INFEASIBLE_IN_A_ROW = 1000
+
+
+class SpaceSampler(Searcher):
+    """Random search over a `SearchSpec` (without replacement when the space is finite)."""
+
+    def __init__(self, spec: SearchSpec, seed: int = 0, metric=None, mode=None) -> None:
+        super().__init__(metric=metric, mode=mode)
+        self.spec = spec
+        self.rng = random.Random(seed)
+        self.grid: list[dict[str, Any]] | None = None
+        if spec.is_grid and (spec.num_configs or 0) <= 100_000:
+            self.grid = list(spec.grid())
+            self.rng.shuffle(self.grid)
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        if self.grid is not None:
+            return self.grid.pop() if self.grid else Searcher.FINISHED
+        return self.spec.sample(self.rng)
+
+    def on_trial_complete(self, trial_id: str, result=None, error: bool = False) -> None:
+        pass
+
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "wb") as f:
+            pickle.dump({"rng": self.rng.getstate(), "grid": self.grid}, f)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as f:
+            state = pickle.load(f)
+        self.rng.setstate(state["rng"])
+        self.grid = state["grid"]
+
+
+def make_optuna(spec: SearchSpec, kind: str, seed: int) -> Searcher:
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    if kind == "nsga2":
+        sampler = optuna.samplers.NSGAIISampler(seed=seed, population_size=8)
+    else:
+        sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True)
+    metrics, modes = spec.metrics, spec.modes
+    if len(metrics) == 1:
+        metrics, modes = metrics[0], modes[0]
+    return OptunaSearch(
+        space=spec.to_optuna_distributions(), metric=metrics, mode=modes, sampler=sampler
+    )
+
+
+class BudgetedSearcher(Searcher):
+    """Budget gate and early-stop translation around an inner searcher (module docstring)."""
+
+    def __init__(
+        self,
+        inner: Searcher,
+        spec: SearchSpec,
+        max_epochs: int,
+        on_infeasible: Callable[[Mapping[str, Any], str], None] | None = None,
+    ) -> None:
+        super().__init__(metric=inner.metric, mode=inner.mode)
+        self.inner = inner
+        self.spec = spec
+        self.max_epochs = max_epochs
+        self.on_infeasible = on_infeasible
+        self.infeasible = 0
+        self._rejected = 0
+        self._inner_id: dict[str, str] = {}  # Tune's trial id -> the id the inner searcher knows
+
+    def set_search_properties(self, metric, mode, config, **spec) -> bool:
+        return self.inner.set_search_properties(metric, mode, config, **spec) or True
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        inner_id = trial_id
+        for _ in range(MAX_INFEASIBLE_IN_A_ROW):
+            config = self.inner.suggest(inner_id)
+            if config is None or config == Searcher.FINISHED:
+                return config
+            flat = {**self.spec.fixed, **config}
+            reason = self.spec.check_budget(flat)
+            if reason is None:
+                self._inner_id[trial_id] = inner_id
+                return config
+            self.infeasible += 1
+            self.inner.on_trial_complete(inner_id, result=None, error=True)
+            if self.on_infeasible is not None:
+                self.on_infeasible(flat, reason)
+            # the inner searcher keys its state by trial id: the next proposal needs a fresh one
+            self._rejected += 1
+            inner_id = f"{trial_id}-infeasible{self._rejected}"
+        raise ValueError(
+            f"{self.spec.name}: the searcher proposed {MAX_INFEASIBLE_IN_A_ROW} infeasible "
+            "configs in a row; loosen budgets.max_params / budgets.max_mflops"
+        )
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        self.inner.on_trial_result(self._inner_id.get(trial_id, trial_id), result)
+
+    def on_trial_complete(self, trial_id: str, result=None, error: bool = False) -> None:
+        if not error and result and result.get("training_iteration", 0) < self.max_epochs:
+            result = None  # stopped early: no final values (OptunaSearch -> PRUNED)
+        inner_id = self._inner_id.pop(trial_id, trial_id)
+        self.inner.on_trial_complete(inner_id, result=result, error=error)
+
+    def save(self, checkpoint_path: str) -> None:
+        self.inner.save(checkpoint_path + ".inner")
+        with open(checkpoint_path, "wb") as f:
+            pickle.dump(
+                {
+                    "infeasible": self.infeasible,
+                    "rejected": self._rejected,
+                    "inner_id": self._inner_id,
+                },
+                f,
+            )
+
+    def restore(self, checkpoint_path: str) -> None:
+        self.inner.restore(checkpoint_path + ".inner")
+        with open(checkpoint_path, "rb") as f:
+            state = pickle.load(f)
+        self.infeasible, self._rejected = state["infeasible"], state["rejected"]
+        self._inner_id = state["inner_id"]
+
+
+def build_searcher(
+    kind: str,
+    spec: SearchSpec,
+    seed: int,
+    max_epochs: int,
+    on_infeasible: Callable[[Mapping[str, Any], str], None] | None = None,
+) -> BudgetedSearcher:
+    if kind not in SEARCHERS:
+        raise ValueError(f"--searcher {kind!r}: choose one of {', '.join(SEARCHERS)}")
+    if kind == "random":
+        inner: Searcher = SpaceSampler(spec, seed)
+    else:
+        inner = make_optuna(spec, kind, seed)
+    return BudgetedSearcher(inner, spec, max_epochs, on_infeasible)
