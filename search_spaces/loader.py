@@ -289,7 +289,7 @@ def _objectives(r: Reader, raw: Any) -> tuple[Objective, ...]:
                 r.fail(path, "missing `metric:`; write e.g. {metric: params, mode: min}")
             metric, mode = m["metric"], m.get("mode")
             path += ".metric"
-        if metric not in OBJECTIVES:
+        if not isinstance(metric, str) or metric not in OBJECTIVES:
             r.fail(
                 path,
                 f"unknown metric {metric!r}{did_you_mean(metric, OBJECTIVES)}; "

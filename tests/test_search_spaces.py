@@ -355,3 +355,12 @@ def test_lrunet_config_default_reuse_used_when_unset(tmp_path):
     # a space with no reuse knob counts the paper's default N = 8
     spec = load_space(write(tmp_path, "model:\n  width: {choice: [1, 2]}\n"))
     assert spec.costs.params[0] == count(LruNetConfig(reuse=8)).params
+
+
+def test_spec_pickles_for_ray_workers():
+    import pickle
+
+    spec = load_space("lru_full")
+    clone = pickle.loads(pickle.dumps(spec))
+    assert clone == spec and clone.sample(5) == spec.sample(5)
+    assert clone.check_budget(clone.sample(5)) == spec.check_budget(spec.sample(5))
