@@ -235,11 +235,13 @@ def _training(r: Reader, raw: Any, knobs: dict[str, Distribution], dataset: str)
             if v[key] < 1:
                 r.fail(f"training.{key}", f"must be an integer >= 1, got {v[key]}")
     max_epochs = v.setdefault("max_epochs", default_max)
-    if epochs is not None and epochs.high > max_epochs:
+    # A schedule longer than max_epochs is allowed (ASHA stops the trial at max_epochs, e.g. a
+    # quick run of a 300-epoch recipe); one that always ends before max_epochs is a typo.
+    if epochs is not None and epochs.high < max_epochs:
         r.fail(
             "recipe.epochs",
-            f"can reach {epochs.high} epochs but training.max_epochs is "
-            f"{max_epochs}; lower recipe.epochs or raise training.max_epochs",
+            f"is at most {epochs.high} but training.max_epochs is {max_epochs}; no trial "
+            "trains past its LR schedule, so raise recipe.epochs or lower training.max_epochs",
         )
     if v.get("grace_epochs", 1) > max_epochs:
         r.fail(

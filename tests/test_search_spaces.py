@@ -253,6 +253,13 @@ def test_overrides_are_validated():
         load_space("lru_smoke", overrides={"training": {"grace_epochs": 9}})
 
 
+def test_max_epochs_may_cut_a_long_schedule_short():
+    spec = load_space("lru_full", overrides={"training": {"max_epochs": 2, "grace_epochs": 1}})
+    assert spec.training.max_epochs == 2 and spec.fixed["epochs"] == 300
+    with pytest.raises(SpaceError, match="training.grace_epochs: 10 exceeds max_epochs 2"):
+        load_space("lru_full", overrides={"training": {"max_epochs": 2}})
+
+
 def test_imagefolder_geometry(tmp_path):
     spec = load_space(
         write(tmp_path, "dataset: {name: imagefolder, num_classes: 5, input_size: 64}\n")
