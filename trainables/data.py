@@ -1,0 +1,498 @@
+"""Datasets as in-memory uint8 tensors, the fixed validation split, and the training subset.
+
+The paper trains on CIFAR-10, CIFAR-100 and Fashion-MNIST from torchvision (LRUNET_SPEC.md §3);
+pixels are fed as value/255 with no normalisation, which is kept. Every loader returns a `Dataset`
+of uint8 tensors shaped (N, C, H, W) plus int64 labels; augmentation happens later, on batches, on
+the trial's device (`trainables.augment`).
+
+    cifar10, cifar100  torchvision's pickles: <data_dir>/cifar-10-batches-py/, cifar-100-python/
+    fashionmnist       idx .gz files in <data_dir>/FashionMNIST/raw/ or <data_dir>/, else Debian's
+                       /usr/share/datasets/fashion-mnist (apt-get install -y dataset-fashion-mnist)
+    imagefolder        <data_dir>/train/<class>/* and <data_dir>/test/<class>/*, decoded with PIL
+                       once, converted to RGB (L when every image is greyscale), resized to 32x32
+    digits             scikit-learn's bundled 8x8 digits upsampled to 32x32; always available
+
+Search metrics come from a validation split carved from the training set (`split_indices`): 10 %
+of every class, chosen with `SPLIT_SEED`, which is independent of the trial seed, so every trial of
+every search sees the same split. The test set is touched only by final evaluation.
+
+A dataset is decoded once per node: a process-level cache serves the trials of a reused Ray actor,
+and a file cache (`$LRUNET_CACHE_DIR`, default ~/.cache/lrunet) of tensors, read back with
+`torch.load(..., weights_only=True)`, serves new processes.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import pickle
+import struct
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+SPLIT_SEED = 20190521  # validation split and subsets; never the trial seed
+VAL_FRACTION = 0.1
+DIGITS_TEST_FRACTION = 0.2
+IMAGEFOLDER_SIZE = 32
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+CACHE_FORMAT = 1
+IMAGE_EXTENSIONS = (
+    ".png",
+    ".jpg",
+    ".jpeg",
+    ".bmp",
+    ".gif",
+    ".webp",
+    ".ppm",
+    ".pgm",
+    ".tif",
+    ".tiff",
+)
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What a model needs to know about a dataset.
+
+    train_size is the side of the training crops; eval_size the side the model sees at validation
+    and test time, which is also the geometry the paper counts MFLOPs at (Fashion-MNIST: train 32,
+    eval 28, spec §3 and §2).
+    """
+
+    name: str
+    num_classes: int
+    in_channels: int
+    train_size: int
+    eval_size: int
+    flip: bool  # horizontal flip in augmentation (the reference flips even Fashion-MNIST)
+
+    @property
+    def geometry(self) -> dict[str, int]:
+        """Keyword arguments for `LruNetConfig` / `split_trial_config`."""
+        return {
+            "num_classes": self.num_classes,
+            "in_channels": self.in_channels,
+            "input_size": self.eval_size,
+        }
+
+
+DATASETS: dict[str, DatasetInfo] = {
+    "cifar10": DatasetInfo("cifar10", 10, 3, 32, 32, True),
+    "cifar100": DatasetInfo("cifar100", 100, 3, 32, 32, True),
+    "fashionmnist": DatasetInfo("fashionmnist", 10, 1, 32, 28, True),
+    "digits": DatasetInfo("digits", 10, 1, 32, 32, False),
+}
+DATASET_NAMES = (*DATASETS, "imagefolder")  # imagefolder's classes/channels come from the files
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    info: DatasetInfo
+    train_x: torch.Tensor  # uint8 (N, C, H, W)
+    train_y: torch.Tensor  # int64 (N,)
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    classes: tuple[str, ...]
+    source: str  # where it was read from
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+    @property
+    def geometry(self) -> dict[str, int]:
+        return self.info.geometry
+
+    def __post_init__(self) -> None:
+        for split, x, y in (
+            ("train", self.train_x, self.train_y),
+            ("test", self.test_x, self.test_y),
+        ):
+            if (
+                x.dtype != torch.uint8
+                or x.dim() != 4
+                or y.dtype != torch.int64
+                or len(x) != len(y)
+            ):
+                raise ValueError(
+                    f"{self.info.name}: {split} split must be uint8 (N, C, H, W) images with N "
+                    f"int64 labels, got {x.dtype} {tuple(x.shape)} and {y.dtype} {tuple(y.shape)}"
+                )
+
+
+_PROCESS_CACHE: dict[tuple[str, str], Dataset] = {}
+
+
+def default_data_dir() -> Path:
+    return Path(os.environ.get("LRUNET_DATA_DIR", "data"))
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("LRUNET_CACHE_DIR", Path.home() / ".cache" / "lrunet"))
+
+
+def dataset_info(name: str, data_dir: str | os.PathLike | None = None) -> DatasetInfo:
+    """The `DatasetInfo` of `name`; an image folder is read (and cached) to learn its classes."""
+    name = _check_name(name)
+    if name in DATASETS:
+        return DATASETS[name]
+    return load_dataset(name, data_dir).info
+
+
+def load_dataset(
+    name: str, data_dir: str | os.PathLike | None = None, *, download: bool = False
+) -> Dataset:
+    """Load `name` into memory (see the module docstring for formats and search paths).
+
+    Raises FileNotFoundError naming where it looked and how to get the data.
+    """
+    name = _check_name(name)
+    root = Path(data_dir) if data_dir is not None else default_data_dir()
+    if name == "digits":
+        key = (name, "")
+        if key not in _PROCESS_CACHE:
+            _PROCESS_CACHE[key] = _load_digits()
+        return _PROCESS_CACHE[key]
+    files = _locate(name, root, download)
+    key = (name, str(files[0].parent.resolve()))
+    if key not in _PROCESS_CACHE:
+        _PROCESS_CACHE[key] = _load_file_cached(name, files)
+    return _PROCESS_CACHE[key]
+
+
+def _check_name(name: str) -> str:
+    key = str(name).lower().replace("-", "").replace("_", "")
+    if key not in DATASET_NAMES:
+        raise ValueError(f"dataset: {name!r} is not one of {', '.join(DATASET_NAMES)}")
+    return key
+
+
+# --- locating files --------------------------------------------------------------------------
+
+_CIFAR = {
+    "cifar10": (
+        "cifar-10-batches-py",
+        [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch", "batches.meta"],
+    ),
+    "cifar100": ("cifar-100-python", ["train", "test", "meta"]),
+}
+_FMNIST_FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
+
+
+def _locate(name: str, root: Path, download: bool) -> list[Path]:
+    """The source files of `name` (downloading them when asked); FileNotFoundError otherwise."""
+    if name in _CIFAR:
+        folder, names = _CIFAR[name]
+        files = [root / folder / n for n in names]
+        if not all(f.is_file() for f in files) and download:
+            _download(name, root)
+        if all(f.is_file() for f in files):
+            return files
+        raise FileNotFoundError(
+            f"{name}: no {folder}/ with {', '.join(names)} under {root.resolve()}; fetch it with "
+            f"`python launch.py train ... --dataset {name} --data-dir {root} --download` "
+            f"(torchvision download, needs the network) or unpack the official tarball there"
+        )
+    if name == "fashionmnist":
+        candidates = [root / "FashionMNIST" / "raw", root, DEBIAN_FASHION_MNIST]
+        for folder in candidates:
+            files = [_with_gz(folder / n) for n in _FMNIST_FILES]
+            if all(f is not None for f in files):
+                return files  # type: ignore[return-value]
+        if download:
+            _download(name, root)
+            files = [_with_gz(root / "FashionMNIST" / "raw" / n) for n in _FMNIST_FILES]
+            if all(f is not None for f in files):
+                return files  # type: ignore[return-value]
+        looked = ", ".join(str(c) for c in candidates)
+        raise FileNotFoundError(
+            f"fashionmnist: no idx files ({_FMNIST_FILES[0]}[.gz] ...) in {looked}; install them "
+            f"with `apt-get install -y dataset-fashion-mnist` or pass --download (torchvision, "
+            f"needs the network)"
+        )
+    # imagefolder
+    train, test = root / "train", root / "test"
+    if not train.is_dir() or not test.is_dir():
+        raise FileNotFoundError(
+            f"imagefolder: expected {train.resolve()}/<class>/* and {test.resolve()}/<class>/*; "
+            f"pass --data-dir pointing at a folder holding train/ and test/"
+        )
+    return [train, test]
+
+
+def _with_gz(path: Path) -> Path | None:
+    for p in (path.with_name(path.name + ".gz"), path):
+        if p.is_file():
+            return p
+    return None
+
+
+def _download(name: str, root: Path) -> None:
+    import torchvision.datasets as tvd
+
+    cls = {"cifar10": tvd.CIFAR10, "cifar100": tvd.CIFAR100, "fashionmnist": tvd.FashionMNIST}
+    try:
+        for train in (True, False):
+            cls[name](str(root), train=train, download=True)
+    except (OSError, RuntimeError) as e:  # URLError is an OSError
+        raise ConnectionError(f"{name}: download into {root.resolve()} failed: {e}") from e
+
+
+# --- file cache ------------------------------------------------------------------------------
+
+
+def _fingerprint(name: str, files: list[Path]) -> str:
+    h = hashlib.sha256(f"{CACHE_FORMAT}:{name}:{IMAGEFOLDER_SIZE}".encode())
+    paths = [p for f in files for p in (sorted(f.rglob("*")) if f.is_dir() else [f])]
+    for p in paths:
+        st = p.stat()
+        h.update(f"{p.resolve()}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:20]
+
+
+def _load_file_cached(name: str, files: list[Path]) -> Dataset:
+    path = cache_dir() / f"{name}-{_fingerprint(name, files)}.pt"
+    if path.is_file():
+        try:
+            blob = torch.load(path, map_location="cpu", weights_only=True)
+            return Dataset(
+                DatasetInfo(**blob["info"]),
+                blob["train_x"],
+                blob["train_y"],
+                blob["test_x"],
+                blob["test_y"],
+                tuple(blob["classes"]),
+                blob["source"],
+            )
+        except Exception:  # a corrupt cache entry is rebuilt, never fatal
+            pass
+    data = _LOADERS[name](files)
+    blob = {
+        "info": vars(data.info),
+        "train_x": data.train_x,
+        "train_y": data.train_y,
+        "test_x": data.test_x,
+        "test_y": data.test_y,
+        "classes": list(data.classes),
+        "source": data.source,
+    }
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with os.fdopen(fd, "wb") as f:
+            torch.save(blob, f)
+        os.replace(tmp, path)
+    except OSError:  # a read-only or full cache only costs the decoding time next time
+        pass
+    return data
+
+
+# --- decoders --------------------------------------------------------------------------------
+
+
+def _unpickle(path: Path) -> dict:
+    with open(path, "rb") as f:
+        return pickle.load(f, encoding="bytes")  # noqa: S301 (the CIFAR distribution format)
+
+
+def _load_cifar(name: str, files: list[Path]) -> Dataset:
+    label_key = b"labels" if name == "cifar10" else b"fine_labels"
+    meta_key = b"label_names" if name == "cifar10" else b"fine_label_names"
+    *train_files, test_file, meta_file = files
+
+    def read(paths: list[Path]) -> tuple[torch.Tensor, torch.Tensor]:
+        xs, ys = [], []
+        for p in paths:
+            try:
+                d = _unpickle(p)
+                xs.append(
+                    torch.from_numpy(np.asarray(d[b"data"], dtype=np.uint8).copy()).view(
+                        -1, 3, 32, 32
+                    )
+                )
+                ys.append(torch.tensor(d[label_key], dtype=torch.int64))
+            except (KeyError, RuntimeError, ValueError, pickle.UnpicklingError, EOFError) as e:
+                raise ValueError(f"{name}: {p} is not a CIFAR batch file: {e!r}") from e
+        return torch.cat(xs), torch.cat(ys)
+
+    train_x, train_y = read(train_files)
+    test_x, test_y = read([test_file])
+    classes = tuple(c.decode() for c in _unpickle(meta_file)[meta_key])
+    return Dataset(DATASETS[name], train_x, train_y, test_x, test_y, classes, str(files[0].parent))
+
+
+def read_idx(path: Path) -> torch.Tensor:
+    """An idx file (optionally gzipped) as a uint8 tensor of its declared shape."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        raw = f.read()
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+        raise ValueError(f"{path}: not an unsigned-byte idx file (bad magic number)")
+    ndim = raw[3]
+    shape = struct.unpack(f">{ndim}I", raw[4 : 4 + 4 * ndim])
+    data = raw[4 + 4 * ndim :]
+    expected = 1
+    for s in shape:
+        expected *= s
+    if len(data) != expected:
+        raise ValueError(f"{path}: idx header says {shape} ({expected} bytes), found {len(data)}")
+    return torch.frombuffer(bytearray(data), dtype=torch.uint8).view(*shape)
+
+
+def _load_fashionmnist(files: list[Path]) -> Dataset:
+    tr_x, tr_y, te_x, te_y = (read_idx(f) for f in files)
+    classes = (
+        "T-shirt/top",
+        "Trouser",
+        "Pullover",
+        "Dress",
+        "Coat",
+        "Sandal",
+        "Shirt",
+        "Sneaker",
+        "Bag",
+        "Ankle boot",
+    )
+    return Dataset(
+        DATASETS["fashionmnist"],
+        tr_x.unsqueeze(1),
+        tr_y.long(),
+        te_x.unsqueeze(1),
+        te_y.long(),
+        classes,
+        str(files[0].parent),
+    )
+
+
+def _load_imagefolder(files: list[Path]) -> Dataset:
+    from PIL import Image
+
+    train_dir, test_dir = files
+    classes = tuple(sorted(d.name for d in train_dir.iterdir() if d.is_dir()))
+    if not classes:
+        raise FileNotFoundError(f"imagefolder: no class folders in {train_dir}")
+    extra = sorted({d.name for d in test_dir.iterdir() if d.is_dir()} - set(classes))
+    if extra:
+        raise ValueError(f"imagefolder: test classes {extra} have no folder in {train_dir}")
+
+    def listing(split_dir: Path) -> list[tuple[Path, int]]:
+        return [
+            (p, i)
+            for i, c in enumerate(classes)
+            if (split_dir / c).is_dir()
+            for p in sorted((split_dir / c).iterdir())
+            if p.suffix.lower() in IMAGE_EXTENSIONS
+        ]
+
+    train_list, test_list = listing(train_dir), listing(test_dir)
+    for split_dir, items in ((train_dir, train_list), (test_dir, test_list)):
+        if not items:
+            raise FileNotFoundError(
+                f"imagefolder: no images ({', '.join(IMAGE_EXTENSIONS)}) "
+                f"under {split_dir}/<class>/"
+            )
+    images = {}
+    for p, _ in train_list + test_list:
+        try:
+            with Image.open(p) as im:
+                im.load()
+                images[p] = im.copy()
+        except OSError as e:
+            raise ValueError(f"imagefolder: cannot decode {p}: {e}") from e
+    grey = all(im.mode in ("L", "1", "I;16", "I") for im in images.values())
+    mode = "L" if grey else "RGB"
+    size = IMAGEFOLDER_SIZE
+
+    def stack(items: list[tuple[Path, int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        arrays = []
+        for p, _ in items:
+            im = images[p].convert(mode)
+            if im.size != (size, size):
+                im = im.resize((size, size), Image.BILINEAR)
+            t = torch.frombuffer(bytearray(im.tobytes()), dtype=torch.uint8)
+            arrays.append(t.view(size, size, -1).permute(2, 0, 1))
+        return torch.stack(arrays), torch.tensor([y for _, y in items], dtype=torch.int64)
+
+    train_x, train_y = stack(train_list)
+    test_x, test_y = stack(test_list)
+    info = DatasetInfo("imagefolder", len(classes), 1 if grey else 3, size, size, True)
+    return Dataset(info, train_x, train_y, test_x, test_y, classes, str(train_dir.parent))
+
+
+def _load_digits() -> Dataset:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = torch.tensor(d.images, dtype=torch.float32).unsqueeze(1) * (255.0 / 16.0)
+    x = F.interpolate(x, size=32, mode="bilinear", align_corners=False)
+    x = x.round().clamp(0, 255).to(torch.uint8)
+    y = torch.tensor(d.target, dtype=torch.int64)
+    train_idx, test_idx = split_indices(y, DIGITS_TEST_FRACTION, seed=SPLIT_SEED + 1)
+    classes = tuple(str(i) for i in range(10))
+    return Dataset(
+        DATASETS["digits"],
+        x[train_idx],
+        y[train_idx],
+        x[test_idx],
+        y[test_idx],
+        classes,
+        "sklearn.datasets.load_digits",
+    )
+
+
+_LOADERS = {
+    "cifar10": lambda files: _load_cifar("cifar10", files),
+    "cifar100": lambda files: _load_cifar("cifar100", files),
+    "fashionmnist": _load_fashionmnist,
+    "imagefolder": _load_imagefolder,
+}
+
+
+# --- splits ----------------------------------------------------------------------------------
+
+
+def split_indices(
+    labels: torch.Tensor,
+    val_fraction: float = VAL_FRACTION,
+    subset: int | None = None,
+    seed: int = SPLIT_SEED,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(train indices, validation indices) of a training set, both sorted.
+
+    The validation split takes round(val_fraction * n_c) images of every class c, drawn with a
+    generator seeded by `seed` (stratified, so it is the same for every trial). `subset=K` then
+    keeps K of the remaining training images, a seeded random draw nested in every larger one.
+    """
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction: expected a number in [0, 1), got {val_fraction!r}")
+    g = torch.Generator().manual_seed(seed)
+    train_parts, val_parts = [], []
+    for c in torch.unique(labels).tolist():
+        idx = torch.nonzero(labels == c).flatten()
+        idx = idx[torch.randperm(len(idx), generator=g)]
+        n_val = round(val_fraction * len(idx))
+        val_parts.append(idx[:n_val])
+        train_parts.append(idx[n_val:])
+    train = torch.cat(train_parts)
+    if subset is not None:
+        if isinstance(subset, bool) or not isinstance(subset, int) or subset < 1:
+            raise ValueError(f"subset: expected a positive integer, got {subset!r}")
+        if subset > len(train):
+            raise ValueError(
+                f"subset: {subset} exceeds the {len(train)} training images left "
+                f"after the validation split; use a smaller subset or none"
+            )
+        train = train.sort().values
+        train = train[torch.randperm(len(train), generator=g)[:subset]]
+    return train.sort().values, torch.cat(val_parts).sort().values
