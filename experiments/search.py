@@ -68,6 +68,7 @@ class SearchResult:
 
 
 def _overrides(o: SearchOptions) -> dict[str, Any]:
+    """CLI flags as overrides of the space file, validated like the file itself."""
     training = {
         k: v
         for k, v in (
@@ -79,6 +80,13 @@ def _overrides(o: SearchOptions) -> dict[str, Any]:
         )
         if v is not None
     }
+    if o.max_epochs is not None and o.grace_epochs is None and o.space:
+        # a shorter budget than the file's grace period: shrink the grace period with it
+        from search_spaces.loader import load_space as _load
+
+        grace = _load(o.space).training.grace_epochs
+        if grace > o.max_epochs:
+            training["grace_epochs"] = o.max_epochs
     out: dict[str, Any] = {"training": training} if training else {}
     if o.dataset:
         out["dataset"] = o.dataset
@@ -271,7 +279,7 @@ def run_search(o: SearchOptions) -> SearchResult:
         parent_id = parent.info.run_id
         _log_parent(client, parent_id, o, spec, storage_dir)
 
-    search = _build(o, spec, client, exp_id, parent_id, max_epochs, data_dir)
+    search = _build(o, spec, client, exp_id, parent_id, max_epochs, storage_dir)
     if not o.resume:
         state = {
             "parent_run_id": parent_id,
@@ -304,6 +312,14 @@ def run_search(o: SearchOptions) -> SearchResult:
         search["searcher"].infeasible,
         time.time() - t0,
     )
+
+
+def optuna_storage_url(storage_dir: str) -> str | None:
+    """The Optuna study's database, beside the trials (None on remote storage: in memory)."""
+    if "://" in storage_dir:
+        return None
+    Path(storage_dir).mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{Path(storage_dir) / 'optuna.db'}"
 
 
 def _space_file(spec: SearchSpec) -> str:
@@ -383,7 +399,7 @@ def _build(
     exp_id: str,
     parent_id: str,
     max_epochs: int,
-    data_dir: str | None,
+    storage_dir: str,
 ) -> dict[str, Any]:
     """Searcher, scheduler and MLflow callback (Ray's search/scheduler imports start here)."""
     from experiments.searchers import build_searcher
@@ -397,7 +413,15 @@ def _build(
         max_epochs=max_epochs,
         model_writer=_model_writer(spec.dataset),
     )
-    searcher = build_searcher(o.searcher, spec, o.seed, max_epochs, callback.log_infeasible)
+    searcher = build_searcher(
+        o.searcher,
+        spec,
+        o.seed,
+        max_epochs,
+        callback.log_infeasible,
+        optuna_storage=optuna_storage_url(storage_dir),
+        study_name=parent_id,
+    )
     kind, scheduler = _choose_scheduler(o, spec, max_epochs)
     return {
         "callback": callback,

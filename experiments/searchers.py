@@ -57,10 +57,19 @@ class SpaceSampler(Searcher):
         self.grid = state["grid"]
 
 
-def make_optuna(spec: SearchSpec, kind: str, seed: int) -> Searcher:
+def make_optuna(
+    spec: SearchSpec,
+    kind: str,
+    seed: int,
+    storage_url: str | None = None,
+    study_name: str = "lrunet",
+) -> Searcher:
+    """Ray's OptunaSearch over the space's objectives; the study lives in `storage_url` (an
+    Optuna RDB URL such as sqlite:///.../optuna.db) when given, so it can be read afterwards."""
     import optuna
     from ray.tune.search.optuna import OptunaSearch
 
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     if kind == "nsga2":
         sampler = optuna.samplers.NSGAIISampler(seed=seed, population_size=8)
     else:
@@ -68,8 +77,14 @@ def make_optuna(spec: SearchSpec, kind: str, seed: int) -> Searcher:
     metrics, modes = spec.metrics, spec.modes
     if len(metrics) == 1:
         metrics, modes = metrics[0], modes[0]
+    storage = optuna.storages.RDBStorage(storage_url) if storage_url else None
     return OptunaSearch(
-        space=spec.to_optuna_distributions(), metric=metrics, mode=modes, sampler=sampler
+        space=spec.to_optuna_distributions(),
+        metric=metrics,
+        mode=modes,
+        sampler=sampler,
+        storage=storage,
+        study_name=study_name,
     )
 
 
@@ -153,11 +168,13 @@ def build_searcher(
     seed: int,
     max_epochs: int,
     on_infeasible: Callable[[Mapping[str, Any], str], None] | None = None,
+    optuna_storage: str | None = None,
+    study_name: str = "lrunet",
 ) -> BudgetedSearcher:
     if kind not in SEARCHERS:
         raise ValueError(f"--searcher {kind!r}: choose one of {', '.join(SEARCHERS)}")
     if kind == "random":
         inner: Searcher = SpaceSampler(spec, seed)
     else:
-        inner = make_optuna(spec, kind, seed)
+        inner = make_optuna(spec, kind, seed, optuna_storage, study_name)
     return BudgetedSearcher(inner, spec, max_epochs, on_infeasible)

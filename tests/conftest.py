@@ -1,0 +1,61 @@
+"""Shared fixtures: a local Ray instance for the tests that need one, and small search spaces."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Ray's token auth and usage stats are irrelevant to a local test cluster.
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+
+DIGITS_SPACE = """\
+description: a tiny search on scikit-learn's digits, for tests
+dataset: digits
+model:
+  reuse_1: {randint: [1, 2]}
+  reuse_2: 1
+  reuse_3: {randint: [1, 2]}
+  reuse_4: 1
+  width: {choice: [0.125, 0.25, 0.5]}
+  groups: {choice: [2, 4]}
+  dropout: 0.1
+recipe:
+  lr: {loguniform: [1e-4, 0.2]}
+  batch_size: 64
+  schedule: cosine
+objectives:
+  - {metric: val_acc, mode: max}
+  - {metric: params, mode: min}
+training:
+  max_epochs: 3
+  grace_epochs: 1
+  reduction_factor: 2
+  num_samples: 6
+"""
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+def write_space(
+    folder: Path, text: str = DIGITS_SPACE, name: str = "digits_tiny.yaml", **replace: str
+) -> Path:
+    for old, new in replace.items():
+        text = text.replace(old, new)
+    path = folder / name
+    path.write_text(textwrap.dedent(text))
+    return path
