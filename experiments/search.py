@@ -465,6 +465,7 @@ def _fit(
         num_samples=spec.training.num_samples,
         max_concurrent_trials=o.max_concurrent or _default_concurrency(o),
         reuse_actors=True,
+        trial_dirname_creator=_trial_dirname,
     )
     run_config = tune.RunConfig(
         name=name,
@@ -478,6 +479,11 @@ def _fit(
         trainable, param_space=param_space, tune_config=tune_config, run_config=run_config
     )
     tuner.fit()
+
+
+def _trial_dirname(trial) -> str:
+    """Short trial folders (Ray's default spells the whole config into the path)."""
+    return f"trial_{trial.trial_id}"
 
 
 def _default_concurrency(o: SearchOptions) -> int:
