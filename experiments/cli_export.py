@@ -1,0 +1,443 @@
+"""`python launch.py export`: pick winners of a search from MLflow and export them standalone.
+
+    python launch.py export --experiment NAME (--pareto | --top K | --run-id ID) --out DIR
+                            [--register] [--retrain-epochs E] [--tracking-uri URI] [--data-dir P]
+                            [--launch PARENT_RUN_ID]
+
+Which trials (the MLflow layout written by the search: one parent run per launch, one nested run
+per trial with tags arch/status/pareto and a `model/model.pt` artifact when completed):
+
+    --pareto    the trials tagged pareto=true of one launch (the newest parent run of the
+                experiment, or --launch). Front members that are not completed are skipped with a
+                warning. A front is only meaningful within the launch that computed it.
+    --top K     the K best completed trials of that launch by val_acc (ties: fewer params first),
+                one per architecture.
+    --run-id    exactly that trial run; it must be completed and hold its model artifact.
+
+Each selected model is exported to DIR/<canonical architecture name>/ (see experiments.export),
+its test accuracy measured on the dataset's test split. --retrain-epochs E instead trains the
+architecture from scratch on the full training set (train + validation) for E epochs with its
+trial's recipe, evaluates it on the test set, logs that as its own MLflow run (tag retrain_of) and
+exports the retrained model. --register logs every export to MLflow and registers it as a version
+of `lrunet-<experiment>` with aliases `arch-<name>` and, for front members, `front-<name>`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lrunet import metrics as M
+
+TRIAL_STATUSES = ("completed", "stopped_early", "infeasible", "failed")
+MODEL_ARTIFACT = "model/model.pt"
+EXAMPLE_BATCH = 256  # images of the test split used for the export checks
+PARENT_TAG = "mlflow.parentRunId"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--experiment",
+        required=True,
+        metavar="NAME",
+        help="MLflow experiment the search logged to (its --experiment-name)",
+    )
+    pick = parser.add_mutually_exclusive_group(required=True)
+    pick.add_argument(
+        "--pareto",
+        action="store_true",
+        help="export the Pareto front (trials tagged pareto=true) of the launch",
+    )
+    pick.add_argument(
+        "--top",
+        type=int,
+        metavar="K",
+        help="export the K best completed trials of the launch by val_acc",
+    )
+    pick.add_argument("--run-id", metavar="ID", help="export one trial run")
+    parser.add_argument(
+        "--out",
+        required=True,
+        metavar="DIR",
+        help="output folder; one sub-folder per architecture",
+    )
+    parser.add_argument(
+        "--launch",
+        metavar="PARENT_RUN_ID",
+        help="parent run of the launch to pick from (default: the newest)",
+    )
+    parser.add_argument(
+        "--register",
+        action="store_true",
+        help="log and register every export in the MLflow model registry",
+    )
+    parser.add_argument(
+        "--retrain-epochs",
+        type=int,
+        metavar="E",
+        help="retrain from scratch on the full training set for E epochs first",
+    )
+    parser.add_argument(
+        "--tracking-uri",
+        metavar="URI",
+        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)",
+    )
+    parser.add_argument(
+        "--data-dir", metavar="P", help="dataset folder (default: $LRUNET_DATA_DIR or ./data)"
+    )
+
+
+@dataclass(frozen=True)
+class Selected:
+    """A trial run picked for export."""
+
+    run_id: str
+    arch: str
+    parent_run_id: str | None
+    pareto: bool
+    val_acc: float | None
+    params: dict[str, str]
+    tags: dict[str, str]
+
+
+def run(args: argparse.Namespace) -> int:
+    from experiments.export import check_writable_dir
+
+    if args.top is not None and args.top < 1:
+        raise ValueError(f"--top: expected a positive number of trials, got {args.top}")
+    if args.retrain_epochs is not None and args.retrain_epochs < 1:
+        raise ValueError(
+            f"--retrain-epochs: expected a positive integer, got {args.retrain_epochs}"
+        )
+    out = check_writable_dir(args.out)  # before any download or training
+    client = connect(args.tracking_uri)
+    experiment = client.get_experiment_by_name(args.experiment)
+    if experiment is None:
+        names = sorted(e.name for e in client.search_experiments())
+        raise ValueError(
+            f"MLflow experiment {args.experiment!r} does not exist at {client.tracking_uri}; "
+            f"existing: {', '.join(names) or 'none'}"
+        )
+    selected = select_runs(
+        client,
+        experiment.experiment_id,
+        pareto=args.pareto,
+        top=args.top,
+        run_id=args.run_id,
+        launch=args.launch,
+    )
+    with tempfile.TemporaryDirectory(prefix="lrunet-export-") as scratch:
+        models = [(sel, fetch_model_file(client, sel, Path(scratch))) for sel in selected]
+        for sel, model_file in models:
+            folder, reg = export_one(args, client, experiment, sel, model_file, out)
+            line = f"{sel.arch}: exported to {folder}"
+            if reg is not None:
+                line += f"; registered as {reg.uri} (aliases {', '.join(reg.aliases)})"
+            print(line, flush=True)
+    return 0
+
+
+def connect(tracking_uri: str | None):
+    """An MlflowClient for `tracking_uri`, proven reachable. A sqlite store that does not exist
+    is an error here (MLflow would silently create an empty one)."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    # a dead server should fail in seconds, not after MLflow's default minutes of retries
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "15")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # keep stderr readable
+    uri = tracking_uri or mlflow.get_tracking_uri()
+    if uri.startswith("sqlite:///"):
+        db = Path(uri.removeprefix("sqlite:///"))
+        if str(db) != ":memory:" and not db.is_file():
+            raise FileNotFoundError(
+                f"MLflow tracking store {uri} does not exist (no file {db.resolve()}); pass the "
+                "search's --tracking-uri"
+            )
+    client = mlflow.MlflowClient(uri)
+    try:
+        client.search_experiments(max_results=1)
+    except MlflowException as e:
+        raise ConnectionError(
+            f"MLflow tracking server {uri} is unreachable: {str(e).splitlines()[0][:200]}"
+        ) from None
+    return client
+
+
+def _all_runs(client, experiment_id: str) -> list:
+    runs, token = [], None
+    while True:
+        page = client.search_runs([experiment_id], max_results=1000, page_token=token)
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def _selected(run) -> Selected:
+    tags = dict(run.data.tags)
+    val = run.data.metrics.get(M.VAL_ACC)
+    return Selected(
+        run_id=run.info.run_id,
+        arch=tags.get("arch") or run.info.run_name,
+        parent_run_id=tags.get(PARENT_TAG),
+        pareto=tags.get("pareto", "").lower() == "true",
+        val_acc=float(val) if val is not None else None,
+        params=dict(run.data.params),
+        tags=tags,
+    )
+
+
+def select_runs(
+    client,
+    experiment_id: str,
+    *,
+    pareto: bool = False,
+    top: int | None = None,
+    run_id: str | None = None,
+    launch: str | None = None,
+) -> list[Selected]:
+    """The trial runs to export (see the module docstring for the rules)."""
+    from mlflow.exceptions import MlflowException
+
+    if run_id is not None:
+        try:
+            run = client.get_run(run_id)
+        except MlflowException:
+            raise ValueError(f"run {run_id!r} does not exist in the tracking store") from None
+        if run.info.experiment_id != experiment_id:
+            raise ValueError(
+                f"run {run_id} belongs to another experiment (id "
+                f"{run.info.experiment_id}), not the one given by --experiment"
+            )
+        sel = _selected(run)
+        _require_completed(sel)
+        return [sel]
+
+    runs = _all_runs(client, experiment_id)
+    trials = [r for r in runs if PARENT_TAG in r.data.tags and "status" in r.data.tags]
+    launches = {r.data.tags[PARENT_TAG] for r in trials}
+    if not launches:
+        raise ValueError(f"experiment (id {experiment_id}) has no trial runs; run a search first")
+    if launch is None:
+        by_id = {r.info.run_id: r for r in runs}
+        launch = max(launches, key=lambda i: by_id[i].info.start_time if i in by_id else 0)
+    elif launch not in launches:
+        raise ValueError(
+            f"--launch {launch}: not a parent run with trials in this experiment; "
+            f"parent runs: {', '.join(sorted(launches))}"
+        )
+    trials = [_selected(r) for r in trials if r.data.tags[PARENT_TAG] == launch]
+
+    if pareto:
+        front = [s for s in trials if s.pareto]
+        if not front:
+            raise ValueError(f"no trial of launch {launch} is tagged pareto=true")
+        picked = []
+        for s in front:
+            status = s.tags.get("status")
+            if status != "completed":
+                print(
+                    f"warning: skipping front member {s.arch} (run {s.run_id}): status "
+                    f"{status}, it has no fully trained model",
+                    file=sys.stderr,
+                )
+            else:
+                picked.append(s)
+        if not picked:
+            raise ValueError(f"no front member of launch {launch} completed training")
+    else:
+        picked = [
+            s for s in trials if s.tags.get("status") == "completed" and s.val_acc is not None
+        ]
+        if not picked:
+            raise ValueError(f"no completed trial with a {M.VAL_ACC} in launch {launch}")
+
+    # one per architecture (the export folder is named by it): the best val_acc wins
+    def key(s: Selected) -> tuple[float, float]:
+        return (
+            -(s.val_acc if s.val_acc is not None else float("-inf")),
+            float(s.params.get(M.PARAMS, "inf")) if M.PARAMS in s.params else 0.0,
+        )
+
+    best: dict[str, Selected] = {}
+    for s in sorted(picked, key=key):
+        best.setdefault(s.arch, s)
+    chosen = list(best.values())
+    return chosen[:top] if top is not None else chosen
+
+
+def _require_completed(sel: Selected) -> None:
+    status = sel.tags.get("status")
+    if status != "completed":
+        what = f"status {status}" if status else "no status tag (not a trial, or still running)"
+        raise ValueError(
+            f"run {sel.run_id} ({sel.arch}) never finished training: {what}; only "
+            "completed trials can be exported"
+        )
+
+
+def fetch_model_file(client, sel: Selected, scratch: Path):
+    """Download and read the trial's model artifact; ValueError if it has none."""
+    from experiments.export import load_model_file
+
+    _require_completed(sel)
+    listed = {a.path for a in client.list_artifacts(sel.run_id, "model")}
+    if MODEL_ARTIFACT not in listed:
+        raise ValueError(
+            f"run {sel.run_id} ({sel.arch}) has no {MODEL_ARTIFACT} artifact; it "
+            "never finished, or its upload failed"
+        )
+    dst = scratch / sel.run_id
+    dst.mkdir(parents=True, exist_ok=True)
+    local = client.download_artifacts(sel.run_id, MODEL_ARTIFACT, str(dst))
+    return load_model_file(local)
+
+
+def _images(x) -> Any:
+    return x.float().div_(255.0)  # the reference's normalisation: pixels / 255, no mean/std
+
+
+def export_one(args, client, experiment, sel: Selected, model_file, out: Path):
+    """Export (after an optional retrain) one selected trial; returns (folder, Registration)."""
+    from experiments.export import export_model, register_export, sanitise_alias
+    from lrunet.model import LruNet
+    from trainables.data import load_dataset
+    from trainables.loop import evaluate_model
+
+    data = load_dataset(model_file.dataset, args.data_dir)
+    cfg, recipe = model_file.model_cfg, model_file.recipe
+    geometry = data.geometry
+    if (cfg.num_classes, cfg.in_channels) != (geometry["num_classes"], geometry["in_channels"]):
+        raise ValueError(
+            f"run {sel.run_id}: model has {cfg.num_classes} classes and "
+            f"{cfg.in_channels} channels but dataset {data.name} has "
+            f"{geometry['num_classes']} and {geometry['in_channels']}"
+        )
+    metrics = {k: float(v) for k, v in model_file.metrics.items()}
+    if sel.val_acc is not None:
+        metrics.setdefault(M.VAL_ACC, sel.val_acc)
+    source: dict[str, Any] = {
+        "experiment": experiment.name,
+        "run_id": sel.run_id,
+        "parent_run_id": sel.parent_run_id,
+        "tracking_uri": client.tracking_uri,
+    }
+    retrain_run_id = None
+    if args.retrain_epochs is not None:
+        state_dict, metrics, retrain_run_id = retrain(
+            args, client, experiment, sel, cfg, recipe, data
+        )
+        source["retrain_run_id"] = retrain_run_id
+        source["retrain_epochs"] = args.retrain_epochs
+    else:
+        state_dict = model_file.state_dict
+    model = LruNet(cfg)
+    model.load_state_dict(state_dict)
+    metrics[M.TEST_ACC], _ = evaluate_model(model, data.test_x, data.test_y)
+    example = _images(data.test_x[:EXAMPLE_BATCH])
+    folder = export_model(
+        cfg,
+        state_dict,
+        out,
+        recipe=recipe,
+        example=example,
+        metadata={
+            "dataset": data.name,
+            "metrics": metrics,
+            "source": source,
+            "normalisation": "pixels / 255 (values in [0, 1]), no mean/std",
+        },
+    )
+    reg = None
+    if args.register:
+        aliases = [f"arch-{sanitise_alias(sel.arch)}"]
+        if sel.pareto:
+            aliases.append(f"front-{sanitise_alias(sel.arch)}")
+        reg = register_export(
+            folder,
+            experiment_name=experiment.name,
+            aliases=aliases,
+            run_id=retrain_run_id,
+            tags={"export_of": sel.run_id},
+            tracking_uri=client.tracking_uri,
+        )
+    return folder, reg
+
+
+def retrain(args, client, experiment, sel: Selected, cfg, recipe, data):
+    """Train `cfg` from scratch on the full training set (no validation split) for
+    `args.retrain_epochs` epochs with the trial's recipe (its schedule rescaled to that budget),
+    logged as its own run of the experiment. Returns (state_dict, metrics, run id)."""
+    import dataclasses
+
+    from mlflow.entities import Metric, Param
+
+    from experiments.export import save_model_file
+    from lrunet.recipe import flat_trial_config
+    from trainables.loop import Trainer
+
+    epochs = args.retrain_epochs
+    recipe = dataclasses.replace(recipe, epochs=epochs)
+    trainer = Trainer(cfg, recipe, data, val_fraction=0.0)
+    run = client.create_run(
+        experiment.experiment_id,
+        run_name=f"retrain-{sel.arch}",
+        tags={
+            "retrain_of": sel.run_id,
+            "arch": sel.arch,
+            "dataset": data.name,
+            "lrunet.kind": "retrain",
+        },
+    )
+    run_id = run.info.run_id
+    params = {
+        **flat_trial_config(cfg, recipe),
+        **data.geometry,
+        "dataset": data.name,
+        "retrain_epochs": epochs,
+    }
+    client.log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()])
+    status = "FAILED"
+    try:
+        result: dict[str, float] = {}
+        for _ in range(epochs):
+            result = trainer.train_epoch()
+            _log_metrics(client, run_id, Metric, result, step=trainer.epoch)
+            print(
+                f"retrain {sel.arch}: epoch {trainer.epoch}/{epochs} train_acc "
+                f"{result[M.TRAIN_ACC]:.2f} %",
+                file=sys.stderr,
+                flush=True,
+            )
+        test = trainer.evaluate("test")
+        _log_metrics(client, run_id, Metric, test, step=trainer.epoch)
+        metrics = {**{k: float(v) for k, v in result.items()}, **test}
+        state_dict = {k: v.detach().cpu() for k, v in trainer.model.state_dict().items()}
+        with tempfile.TemporaryDirectory(prefix="lrunet-retrain-") as tmp:
+            path = save_model_file(
+                Path(tmp) / "model.pt", cfg, recipe, state_dict, data.name, metrics
+            )
+            client.log_artifact(run_id, str(path), "model")
+        status = "FINISHED"
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        client.set_terminated(run_id, status)
+    return state_dict, metrics, run_id
+
+
+def _log_metrics(client, run_id: str, metric_cls, values: dict[str, float], step: int) -> None:
+    import time
+
+    now = int(time.time() * 1000)
+    client.log_batch(
+        run_id, metrics=[metric_cls(k, float(v), now, step) for k, v in values.items()]
+    )

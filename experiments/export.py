@@ -1,0 +1,510 @@
+"""Export a trained LruNet as a standalone model: TorchScript, ONNX, weights, config and a card.
+
+A search winner has to leave the platform: the folder written by `export_model` is loadable with
+torch alone (`torch.jit.load`) or onnxruntime alone, without this project on the path. Every
+export is checked before it is declared done (TorchScript and ONNX Runtime outputs match the eager
+model within `atol` on a real batch) and lands atomically: it is built in a hidden temp folder
+inside `out_dir` and renamed into place only after the checks pass.
+
+Also here: the trial-side model file (`save_model_file` / `load_model_file`, the `model/model.pt`
+artifact of a finished trial) and `register_export`, the only function that touches MLflow.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+import os
+import re
+import shutil
+import tempfile
+import uuid
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from lrunet import metrics as M
+from lrunet.config import LruNetConfig
+from lrunet.model import LruNet
+from lrunet.recipe import Recipe, flat_trial_config
+
+MODEL_FILE_KEYS = ("state_dict", "config", "recipe", "dataset", "metrics")
+CONFIG_FILE = "config.yaml"
+WEIGHTS_FILE = "weights.pt"
+TORCHSCRIPT_FILE = "model.torchscript.pt"
+ONNX_FILE = "model.onnx"
+CARD_FILE = "MODEL_CARD.md"
+EXPORT_FILES = (CONFIG_FILE, WEIGHTS_FILE, TORCHSCRIPT_FILE, ONNX_FILE, CARD_FILE)
+ONNX_INPUT, ONNX_OUTPUT = "input", "logits"
+DEFAULT_ATOL = 1e-4
+PYFUNC_CODE = Path(__file__).with_name("pyfunc_torchscript.py")
+
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+# --- the trial's model file ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    """The contents of a trial's `model/model.pt`."""
+
+    model_cfg: LruNetConfig
+    recipe: Recipe
+    state_dict: dict[str, torch.Tensor]
+    dataset: str
+    metrics: dict[str, float]
+
+
+def save_model_file(
+    path: str | os.PathLike,
+    model_cfg: LruNetConfig,
+    recipe: Recipe,
+    state_dict: Mapping[str, torch.Tensor],
+    dataset: str,
+    metrics: Mapping[str, float],
+) -> Path:
+    """Write a trial's model file atomically: tensors and plain types only, so it loads with
+    `torch.load(path, weights_only=True)`."""
+    path = Path(path)
+    payload = {
+        "state_dict": {k: v.detach().cpu().clone() for k, v in state_dict.items()},
+        "config": model_cfg.to_dict(),
+        "recipe": recipe.to_dict(),
+        "dataset": str(dataset),
+        "metrics": {str(k): float(v) for k, v in metrics.items()},
+    }
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    _atomic_write_bytes(path, buf.getvalue())
+    return path
+
+
+def load_model_file(path: str | os.PathLike) -> ModelFile:
+    """Read a file written by `save_model_file`. A corrupt, truncated or foreign file raises
+    ValueError naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"model file {path} does not exist")
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises RuntimeError, UnpicklingError, EOFError, ...
+        raise ValueError(
+            f"model file {path} is corrupt or truncated ({type(e).__name__}: "
+            f"{str(e).splitlines()[0] if str(e) else 'no detail'}); re-run the trial or pick "
+            "another run"
+        ) from None
+    if not isinstance(raw, dict) or set(raw) != set(MODEL_FILE_KEYS):
+        keys = sorted(raw) if isinstance(raw, dict) else type(raw).__name__
+        raise ValueError(
+            f"model file {path} is not an LruNet model file: expected keys "
+            f"{list(MODEL_FILE_KEYS)}, got {keys}"
+        )
+    try:
+        cfg = LruNetConfig.from_dict(raw["config"])
+        recipe = Recipe(**raw["recipe"])
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"model file {path} holds an invalid config: {e}") from None
+    state = raw["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"model file {path}: 'state_dict' is not a dict of tensors")
+    return ModelFile(cfg, recipe, state, str(raw["dataset"]), dict(raw["metrics"]))
+
+
+# --- export ----------------------------------------------------------------------------------
+
+
+class ExportCheckError(RuntimeError):
+    """An exported file does not reproduce the eager model; nothing was written."""
+
+
+def check_export_name(name: str) -> str:
+    """Return `name` if it is a safe single folder name: no separators, no `..`, no leading dot."""
+    if (
+        not isinstance(name, str)
+        or not _SAFE_NAME.match(name)
+        or ".." in name
+        or os.sep in name
+        or (os.altsep and os.altsep in name)
+    ):
+        raise ValueError(
+            f"export name {name!r} is not a safe folder name: use letters, digits, '.', '_' and "
+            "'-' only, starting with a letter or digit, and no '..'"
+        )
+    return name
+
+
+def check_writable_dir(out_dir: str | os.PathLike) -> Path:
+    """Create `out_dir` if needed and prove it is writable by creating and removing a file.
+
+    Raises PermissionError / NotADirectoryError with the folder named. Call it before heavy work.
+    """
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"output folder {out} exists and is not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-probe-", dir=out)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise PermissionError(
+            f"output folder {out} is not writable ({e.strerror or e}); pick another --out"
+        ) from None
+    return out
+
+
+def export_model(
+    model_cfg: LruNetConfig,
+    state_dict: Mapping[str, torch.Tensor],
+    out_dir: str | os.PathLike,
+    *,
+    recipe: Recipe,
+    metadata: Mapping[str, Any],
+    example: torch.Tensor,
+    atol: float = DEFAULT_ATOL,
+) -> Path:
+    """Export one model to `out_dir/<canonical name>/` and return that folder.
+
+    `metadata` is free-form provenance written to config.yaml; the keys `dataset` (str),
+    `metrics` (metric name -> number, e.g. val_acc, test_acc) and `normalisation` (str) are also
+    used by the model card. `example` is a real input batch (B, C, H, W) in the model's input
+    normalisation; it fixes the exported spatial size and is used for the checks.
+    """
+    name = check_export_name(model_cfg.name)
+    out = check_writable_dir(out_dir)
+    if example.ndim != 4 or tuple(example.shape[1:2]) != (model_cfg.in_channels,):
+        raise ValueError(
+            f"example: expected a batch shaped (B, {model_cfg.in_channels}, H, W), "
+            f"got {tuple(example.shape)}"
+        )
+    model = LruNet(model_cfg)
+    model.load_state_dict(dict(state_dict), strict=True)
+    model.eval()
+    example = example.detach().to(torch.float32).cpu().contiguous()
+
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.partial-", dir=out))
+    try:
+        weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        torch.save(weights, tmp / WEIGHTS_FILE)
+        _write_torchscript(model, example, tmp / TORCHSCRIPT_FILE)
+        _write_onnx(model, example, tmp / ONNX_FILE)
+        diffs = verify_export(model, tmp, example, atol=atol)
+        counts = _counts(model_cfg, model, int(example.shape[-1]))
+        info = {
+            "name": name,
+            "architecture": model_cfg.to_dict(),
+            "recipe": recipe.to_dict(),
+            "trial_config": flat_trial_config(model_cfg, recipe),
+            "input": {
+                "shape": [-1, *map(int, example.shape[1:])],
+                "dtype": "float32",
+                "normalisation": metadata.get("normalisation", "pixels / 255, no mean/std"),
+            },
+            "counts": counts,
+            "checks": {"atol": atol, **diffs},
+            **{k: _plain(v) for k, v in metadata.items()},
+        }
+        (tmp / CONFIG_FILE).write_text(yaml.safe_dump(info, sort_keys=False), encoding="utf-8")
+        (tmp / CARD_FILE).write_text(model_card(model_cfg, info), encoding="utf-8")
+        final = out / name
+        _swap_into_place(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def verify_export(
+    model: torch.nn.Module, folder: Path, example: torch.Tensor, *, atol: float = DEFAULT_ATOL
+) -> dict[str, float]:
+    """Compare TorchScript and ONNX Runtime against the eager model on `example` and on its first
+    image alone (the batch axis must be dynamic). Raises ExportCheckError past `atol`."""
+    import onnxruntime as ort
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load's deprecation notice
+        scripted = torch.jit.load(str(folder / TORCHSCRIPT_FILE), map_location="cpu")
+    session = ort.InferenceSession(str(folder / ONNX_FILE), providers=["CPUExecutionProvider"])
+    worst = {"torchscript_max_abs_diff": 0.0, "onnx_max_abs_diff": 0.0}
+    with torch.no_grad():
+        for batch in (example, example[:1]):
+            ref = model(batch)
+            got_ts = scripted(batch)
+            got_onnx = torch.from_numpy(session.run([ONNX_OUTPUT], {ONNX_INPUT: batch.numpy()})[0])
+            pairs = (("torchscript_max_abs_diff", got_ts), ("onnx_max_abs_diff", got_onnx))
+            for key, got in pairs:
+                if got.shape != ref.shape:
+                    raise ExportCheckError(
+                        f"{key.split('_')[0]} output shape {tuple(got.shape)} != eager "
+                        f"{tuple(ref.shape)} for a batch of {len(batch)}"
+                    )
+                diff = float((got - ref).abs().max())
+                if not diff <= atol:  # also catches NaN
+                    raise ExportCheckError(
+                        f"{key.split('_')[0]} output differs from the eager model by {diff:.3g} "
+                        f"(max abs) on a batch of {len(batch)}; tolerance {atol:g}"
+                    )
+                worst[key] = max(worst[key], diff)
+    return worst
+
+
+def model_card(model_cfg: LruNetConfig, info: Mapping[str, Any]) -> str:
+    """The MODEL_CARD.md text for an export described by `info` (the config.yaml contents)."""
+    metrics = info.get("metrics") or {}
+    counts = info["counts"]
+    shape = info["input"]["shape"]
+    c, h, w = shape[1:]
+    dataset = info.get("dataset", "unknown")
+
+    def acc(key: str) -> str:
+        v = metrics.get(key)
+        return f"{float(v):.2f} %" if isinstance(v, (int, float)) and math.isfinite(v) else "n/a"
+
+    source = info.get("source") or {}
+    src = ", ".join(f"{k} `{v}`" for k, v in source.items()) or "not recorded"
+    reuse = ", ".join(str(n) for n in model_cfg.reuse)
+    return f"""# {info["name"]}
+
+A Layer Reuse Network (LruNet; Köpüklü et al. 2019, "Convolutional Neural Networks with Layer
+Reuse") classifying {model_cfg.in_channels}-channel {h}x{w} images into {model_cfg.num_classes}
+classes, trained on **{dataset}**. Each of its four stages applies one shared depthwise 3x3 +
+grouped pointwise 1x1 pair N times (N per stage: {reuse}; width {model_cfg.width:g}x, pointwise
+groups {model_cfg.groups}, shuffle "{model_cfg.shuffle}", {model_cfg.sharing} weights,
+{model_cfg.depth} convolution layers on the forward path).
+
+| | |
+|---|---|
+| parameters | {counts["params"]:,} |
+| MFLOPs (paper convention) | {counts["mflops"]:.2f} |
+| validation accuracy | {acc(M.VAL_ACC)} |
+| test accuracy | {acc(M.TEST_ACC)} |
+| input | float32 tensor (batch, {c}, {h}, {w}); batch size is free |
+| normalisation | {info["input"]["normalisation"]} |
+| output | (batch, {model_cfg.num_classes}) class scores (ReLU'd logits; argmax = class) |
+| source | {src} |
+
+Validation accuracy is from the search's held-out split of the training data; test accuracy is on
+the dataset's official test split, measured at export. The exported files were checked against the
+eager PyTorch model on a real batch: max abs difference
+{info["checks"]["torchscript_max_abs_diff"]:.2g} (TorchScript) and
+{info["checks"]["onnx_max_abs_diff"]:.2g} (ONNX Runtime), tolerance {info["checks"]["atol"]:g}.
+
+## Files
+- `{TORCHSCRIPT_FILE}`: TorchScript, needs only `torch`.
+- `{ONNX_FILE}`: ONNX (input `{ONNX_INPUT}`, output `{ONNX_OUTPUT}`, dynamic batch axis).
+- `{WEIGHTS_FILE}`: the state dict for this project's `lrunet.model.LruNet`.
+- `{CONFIG_FILE}`: architecture, training recipe, provenance, metrics.
+
+## Load with plain torch
+```python
+import torch
+model = torch.jit.load("{TORCHSCRIPT_FILE}")
+x = torch.rand(8, {c}, {h}, {w})  # images as pixels / 255
+with torch.no_grad():
+    classes = model(x).argmax(1)
+```
+
+## Load with onnxruntime
+```python
+import numpy as np
+import onnxruntime as ort
+session = ort.InferenceSession("{ONNX_FILE}", providers=["CPUExecutionProvider"])
+x = np.random.rand(8, {c}, {h}, {w}).astype(np.float32)  # images as pixels / 255
+classes = session.run(["{ONNX_OUTPUT}"], {{"{ONNX_INPUT}": x}})[0].argmax(1)
+```
+"""
+
+
+# --- MLflow registration ---------------------------------------------------------------------
+
+
+def sanitise_alias(text: str) -> str:
+    """An MLflow alias fragment: every character outside [A-Za-z0-9_-] becomes '_' (canonical
+    architecture names contain no '_', so distinct names stay distinct)."""
+    return re.sub(r"[^A-Za-z0-9_-]", "_", text)
+
+
+def registered_model_name(experiment: str) -> str:
+    """One registered model per experiment: `lrunet-<experiment>`."""
+    return "lrunet-" + re.sub(r"[^A-Za-z0-9_.-]", "_", experiment)
+
+
+@dataclass(frozen=True)
+class Registration:
+    name: str
+    version: str
+    aliases: tuple[str, ...]
+    run_id: str
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.name}/{self.version}"
+
+
+def register_export(
+    folder: str | os.PathLike,
+    *,
+    experiment_name: str,
+    aliases: Sequence[str] = (),
+    run_id: str | None = None,
+    tags: Mapping[str, str] | None = None,
+    tracking_uri: str | None = None,
+) -> Registration:
+    """Log an export folder to MLflow as a pyfunc model and register it as a new version of
+    `registered_model_name(experiment_name)`, setting `aliases` on that version.
+
+    The pyfunc wraps the TorchScript file through models-from-code (`pyfunc_torchscript.py` is
+    copied into the model), so `mlflow.pyfunc.load_model("models:/<name>@<alias>")` needs only
+    mlflow, torch and numpy. The model and the export files are logged into `run_id` if given
+    (e.g. a retrain run), else into a new run `export-<arch>` of the experiment.
+    """
+    import mlflow
+    import numpy as np
+    from mlflow.models import infer_signature
+
+    folder = Path(folder)
+    info = yaml.safe_load((folder / CONFIG_FILE).read_text(encoding="utf-8"))
+    arch = info["name"]
+    for alias in aliases:
+        if not re.fullmatch(r"[A-Za-z0-9_-]+", alias) or re.fullmatch(r"v\d+|latest", alias):
+            raise ValueError(f"alias {alias!r}: use [A-Za-z0-9_-] and not 'latest' or 'v<digits>'")
+    client = mlflow.MlflowClient(tracking_uri)
+    experiment = client.get_experiment_by_name(experiment_name)
+    if experiment is None:
+        raise ValueError(f"MLflow experiment {experiment_name!r} does not exist")
+    if run_id is None:
+        run = client.create_run(
+            experiment.experiment_id,
+            run_name=f"export-{arch}",
+            tags={"arch": arch, "lrunet.kind": "export", **(tags or {})},
+        )
+        run_id = run.info.run_id
+    scripted = torch.jit.load(str(folder / TORCHSCRIPT_FILE), map_location="cpu")
+    shape = info["input"]["shape"]
+    x = np.zeros((2, *shape[1:]), dtype=np.float32)
+    with torch.no_grad():
+        y = scripted(torch.from_numpy(x)).numpy()
+    signature = infer_signature(x, y)
+    name = registered_model_name(experiment_name)
+    previous_uri = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(client.tracking_uri)
+    try:
+        with mlflow.start_run(run_id=run_id):
+            mlflow.log_artifacts(str(folder), artifact_path="export")
+            logged = mlflow.pyfunc.log_model(
+                name="pyfunc",
+                python_model=str(PYFUNC_CODE),
+                artifacts={"torchscript": str(folder / TORCHSCRIPT_FILE)},
+                signature=signature,
+                pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "numpy"],
+                registered_model_name=name,
+            )
+    finally:
+        mlflow.set_tracking_uri(previous_uri)
+    version = str(logged.registered_model_version)
+    for alias in aliases:
+        client.set_registered_model_alias(name, alias, version)
+    client.set_model_version_tag(name, version, "arch", arch)
+    return Registration(name, version, tuple(aliases), run_id)
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def _write_torchscript(model: torch.nn.Module, example: torch.Tensor, path: Path) -> None:
+    # trace, not script: the reuse loop indexes ModuleLists with a loop variable, which script
+    # rejects; traced shapes stay symbolic in the batch dimension (checked in verify_export).
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        traced = torch.jit.trace(model, example)
+    traced.save(str(path))
+
+
+def _write_onnx(model: torch.nn.Module, example: torch.Tensor, path: Path) -> None:
+    # The torch.export-based (dynamo) exporter: the legacy TorchScript one is deprecated in
+    # torch >= 2.9. external_data=False keeps one self-contained file.
+    batch = torch.export.Dim("batch", min=1)
+    # the dynamo exporter prints progress lines to stdout: keep the CLI's output clean
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model,
+            (example,),
+            str(path),
+            input_names=[ONNX_INPUT],
+            output_names=[ONNX_OUTPUT],
+            dynamic_shapes={"x": {0: batch}},
+            dynamo=True,
+            external_data=False,
+            verbose=False,
+        )
+
+
+def _counts(cfg: LruNetConfig, model: LruNet, input_size: int) -> dict[str, Any]:
+    """Analytic counts at the exported input size (Fashion-MNIST trains at 32, tests at 28)."""
+    from lrunet.counting import count
+
+    c = count(cfg.replace(input_size=input_size))
+    if c.params != model.num_params():
+        raise ExportCheckError(
+            f"lrunet.counting says {c.params} params but the model has {model.num_params()}"
+        )
+    return {
+        "params": int(c.params),
+        "conv_params": int(c.conv_params),
+        "macs": int(c.macs),
+        "mflops": float(c.mflops),
+    }
+
+
+def _swap_into_place(new: Path, final: Path) -> None:
+    """Rename `new` to `final`; an existing `final` is renamed away first and deleted after."""
+    old = None
+    if final.exists() or final.is_symlink():
+        old = final.with_name(f".{final.name}.old-{uuid.uuid4().hex[:8]}")
+        os.replace(final, old)
+    try:
+        os.replace(new, final)
+    except BaseException:
+        if old is not None:
+            os.replace(old, final)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink()
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _plain(v: Any) -> Any:
+    """Make a metadata value yaml.safe_dump-able (tuples -> lists, numbers -> float/int)."""
+    if isinstance(v, Mapping):
+        return {str(k): _plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    if isinstance(v, (str, bool, int, float)) or v is None:
+        return v
+    if isinstance(v, torch.Tensor) and v.numel() == 1:
+        return v.item()
+    if hasattr(v, "item"):  # numpy scalars
+        return v.item()
+    return str(v)

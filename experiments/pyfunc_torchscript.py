@@ -1,0 +1,29 @@
+"""MLflow pyfunc model (models-from-code) serving an exported TorchScript LruNet.
+
+`experiments.export.register_export` logs this file as the model's code: MLflow copies it into the
+logged model and runs it at load time, so `mlflow.pyfunc.load_model(...)` needs only mlflow, torch
+and numpy, never this project. It must therefore import nothing from the project.
+"""
+
+from __future__ import annotations
+
+import mlflow
+import numpy as np
+import torch
+from mlflow.pyfunc import PythonModel
+
+
+class TorchScriptClassifier(PythonModel):
+    """predict(images) -> class scores; images float32 (batch, C, H, W), pixels / 255."""
+
+    def load_context(self, context) -> None:
+        self.model = torch.jit.load(context.artifacts["torchscript"], map_location="cpu")
+        self.model.eval()
+
+    def predict(self, context, model_input, params=None):
+        x = torch.as_tensor(np.asarray(model_input, dtype=np.float32))
+        with torch.no_grad():
+            return self.model(x).numpy()
+
+
+mlflow.models.set_model(TorchScriptClassifier())
