@@ -2,15 +2,16 @@
 
     python launch.py export --experiment NAME (--pareto | --top K | --run-id ID) --out DIR
                             [--register] [--retrain-epochs E] [--tracking-uri URI] [--data-dir P]
-                            [--launch PARENT_RUN_ID]
+                            [--parent-run-id ID]
 
-Which trials (the MLflow layout written by the search: one parent run per launch, one nested run
-per trial with tags arch/status/pareto and a `model/model.pt` artifact when completed):
+Which trials (the MLflow layout written by the search, `experiments.tracking`: one parent run
+per search tagged lrunet.role=search, one nested run per trial with tags arch/status/pareto and a
+`model/model.pt` artifact when completed):
 
-    --pareto    the trials tagged pareto=true of one launch (the newest parent run of the
-                experiment, or --launch). Front members that are not completed are skipped with a
-                warning. A front is only meaningful within the launch that computed it.
-    --top K     the K best completed trials of that launch by val_acc (ties: fewer params first),
+    --pareto    the trials tagged pareto=true of one search (the experiment's newest search run,
+                or --parent-run-id). Front members that are not completed are skipped with a
+                warning. A front is only meaningful within the search that computed it.
+    --top K     the K best completed trials of that search by val_acc (ties: fewer params first),
                 one per architecture.
     --run-id    exactly that trial run; it must be completed and hold its model artifact.
 
@@ -32,12 +33,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from experiments import tracking
 from lrunet import metrics as M
 
-TRIAL_STATUSES = ("completed", "stopped_early", "infeasible", "failed")
-MODEL_ARTIFACT = "model/model.pt"
+MODEL_ARTIFACT = f"{tracking.MODEL_ARTIFACT_DIR}/{tracking.MODEL_FILE}"
 EXAMPLE_BATCH = 256  # images of the test split used for the export checks
-PARENT_TAG = "mlflow.parentRunId"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -51,13 +51,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     pick.add_argument(
         "--pareto",
         action="store_true",
-        help="export the Pareto front (trials tagged pareto=true) of the launch",
+        help="export the Pareto front (trials tagged pareto=true) of the search",
     )
     pick.add_argument(
         "--top",
         type=int,
         metavar="K",
-        help="export the K best completed trials of the launch by val_acc",
+        help="export the K best completed trials of the search by val_acc",
     )
     pick.add_argument("--run-id", metavar="ID", help="export one trial run")
     parser.add_argument(
@@ -67,9 +67,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="output folder; one sub-folder per architecture",
     )
     parser.add_argument(
-        "--launch",
-        metavar="PARENT_RUN_ID",
-        help="parent run of the launch to pick from (default: the newest)",
+        "--parent-run-id",
+        metavar="ID",
+        help="the search (parent run) to pick from (default: the newest search)",
     )
     parser.add_argument(
         "--register",
@@ -85,7 +85,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--tracking-uri",
         metavar="URI",
-        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)",
+        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///./mlflow.db)",
     )
     parser.add_argument(
         "--data-dir", metavar="P", help="dataset folder (default: $LRUNET_DATA_DIR or ./data)"
@@ -101,7 +101,7 @@ class Selected:
     parent_run_id: str | None
     pareto: bool
     val_acc: float | None
-    params: dict[str, str]
+    metrics: dict[str, float]
     tags: dict[str, str]
 
 
@@ -116,20 +116,14 @@ def run(args: argparse.Namespace) -> int:
         )
     out = check_writable_dir(args.out)  # before any download or training
     client = connect(args.tracking_uri)
-    experiment = client.get_experiment_by_name(args.experiment)
-    if experiment is None:
-        names = sorted(e.name for e in client.search_experiments())
-        raise ValueError(
-            f"MLflow experiment {args.experiment!r} does not exist at {client.tracking_uri}; "
-            f"existing: {', '.join(names) or 'none'}"
-        )
+    experiment = tracking.find_experiment(client, args.experiment)
     selected = select_runs(
         client,
         experiment.experiment_id,
         pareto=args.pareto,
         top=args.top,
         run_id=args.run_id,
-        launch=args.launch,
+        parent_run_id=args.parent_run_id,
     )
     with tempfile.TemporaryDirectory(prefix="lrunet-export-") as scratch:
         models = [(sel, fetch_model_file(client, sel, Path(scratch))) for sel in selected]
@@ -143,41 +137,17 @@ def run(args: argparse.Namespace) -> int:
 
 
 def connect(tracking_uri: str | None):
-    """An MlflowClient for `tracking_uri`, proven reachable. A sqlite store that does not exist
-    is an error here (MLflow would silently create an empty one)."""
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
-    # a dead server should fail in seconds, not after MLflow's default minutes of retries
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "15")
+    """An MlflowClient for the search's store (same default as the search: ./mlflow.db), proven
+    usable. A sqlite store that does not exist is an error here: MLflow would silently create an
+    empty one."""
+    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or tracking.default_tracking_uri()
+    if uri.startswith("sqlite:///") and not os.path.isfile(uri.removeprefix("sqlite:///")):
+        raise FileNotFoundError(
+            f"MLflow tracking store {uri} does not exist; pass the search's --tracking-uri"
+        )
+    tracking.check_tracking_uri(uri)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # keep stderr readable
-    uri = tracking_uri or mlflow.get_tracking_uri()
-    if uri.startswith("sqlite:///"):
-        db = Path(uri.removeprefix("sqlite:///"))
-        if str(db) != ":memory:" and not db.is_file():
-            raise FileNotFoundError(
-                f"MLflow tracking store {uri} does not exist (no file {db.resolve()}); pass the "
-                "search's --tracking-uri"
-            )
-    client = mlflow.MlflowClient(uri)
-    try:
-        client.search_experiments(max_results=1)
-    except MlflowException as e:
-        raise ConnectionError(
-            f"MLflow tracking server {uri} is unreachable: {str(e).splitlines()[0][:200]}"
-        ) from None
-    return client
-
-
-def _all_runs(client, experiment_id: str) -> list:
-    runs, token = [], None
-    while True:
-        page = client.search_runs([experiment_id], max_results=1000, page_token=token)
-        runs.extend(page)
-        token = page.token
-        if not token:
-            return runs
+    return tracking.client_for(uri)
 
 
 def _selected(run) -> Selected:
@@ -186,10 +156,10 @@ def _selected(run) -> Selected:
     return Selected(
         run_id=run.info.run_id,
         arch=tags.get("arch") or run.info.run_name,
-        parent_run_id=tags.get(PARENT_TAG),
+        parent_run_id=tags.get(tracking.PARENT_TAG),
         pareto=tags.get("pareto", "").lower() == "true",
         val_acc=float(val) if val is not None else None,
-        params=dict(run.data.params),
+        metrics=dict(run.data.metrics),
         tags=tags,
     )
 
@@ -201,7 +171,7 @@ def select_runs(
     pareto: bool = False,
     top: int | None = None,
     run_id: str | None = None,
-    launch: str | None = None,
+    parent_run_id: str | None = None,
 ) -> list[Selected]:
     """The trial runs to export (see the module docstring for the rules)."""
     from mlflow.exceptions import MlflowException
@@ -220,29 +190,43 @@ def select_runs(
         _require_completed(sel)
         return [sel]
 
-    runs = _all_runs(client, experiment_id)
-    trials = [r for r in runs if PARENT_TAG in r.data.tags and "status" in r.data.tags]
-    launches = {r.data.tags[PARENT_TAG] for r in trials}
-    if not launches:
-        raise ValueError(f"experiment (id {experiment_id}) has no trial runs; run a search first")
-    if launch is None:
-        by_id = {r.info.run_id: r for r in runs}
-        launch = max(launches, key=lambda i: by_id[i].info.start_time if i in by_id else 0)
-    elif launch not in launches:
-        raise ValueError(
-            f"--launch {launch}: not a parent run with trials in this experiment; "
-            f"parent runs: {', '.join(sorted(launches))}"
-        )
-    trials = [_selected(r) for r in trials if r.data.tags[PARENT_TAG] == launch]
+    if parent_run_id is None:
+        parent = tracking.latest_parent_run(client, experiment_id)
+        if parent is None:
+            raise ValueError(
+                "the experiment has no search run; start one with 'python launch.py --space NAME'"
+            )
+        parent_run_id = parent.info.run_id
+    else:
+        try:
+            parent = client.get_run(parent_run_id)
+        except MlflowException:
+            raise ValueError(f"--parent-run-id {parent_run_id}: no such run") from None
+        if (
+            parent.info.experiment_id != experiment_id
+            or parent.data.tags.get(tracking.ROLE_TAG) != tracking.PARENT_ROLE
+        ):
+            raise ValueError(
+                f"--parent-run-id {parent_run_id}: not a search run of this experiment"
+            )
+    search = f"search run {parent_run_id}"
+    trials = [
+        _selected(r)
+        for r in tracking.trial_runs(client, parent_run_id, experiment_id)
+        if tracking.STATUS_TAG in r.data.tags
+    ]
 
     if pareto:
         front = [s for s in trials if s.pareto]
         if not front:
-            raise ValueError(f"no trial of launch {launch} is tagged pareto=true")
+            raise ValueError(
+                f"no trial of {search} is tagged pareto=true (compute the front with "
+                "'python launch.py pareto')"
+            )
         picked = []
         for s in front:
-            status = s.tags.get("status")
-            if status != "completed":
+            status = s.tags.get(tracking.STATUS_TAG)
+            if status != tracking.COMPLETED:
                 print(
                     f"warning: skipping front member {s.arch} (run {s.run_id}): status "
                     f"{status}, it has no fully trained model",
@@ -251,20 +235,21 @@ def select_runs(
             else:
                 picked.append(s)
         if not picked:
-            raise ValueError(f"no front member of launch {launch} completed training")
+            raise ValueError(f"no front member of {search} completed training")
     else:
         picked = [
-            s for s in trials if s.tags.get("status") == "completed" and s.val_acc is not None
+            s
+            for s in trials
+            if s.tags.get(tracking.STATUS_TAG) == tracking.COMPLETED and s.val_acc is not None
         ]
         if not picked:
-            raise ValueError(f"no completed trial with a {M.VAL_ACC} in launch {launch}")
+            raise ValueError(f"no completed trial with a {M.VAL_ACC} in {search}")
 
-    # one per architecture (the export folder is named by it): the best val_acc wins
+    # one per architecture (the export folder is named by it): the best val_acc wins, then the
+    # smaller model
     def key(s: Selected) -> tuple[float, float]:
-        return (
-            -(s.val_acc if s.val_acc is not None else float("-inf")),
-            float(s.params.get(M.PARAMS, "inf")) if M.PARAMS in s.params else 0.0,
-        )
+        val = s.val_acc if s.val_acc is not None else float("-inf")
+        return (-val, s.metrics.get(M.PARAMS, float("inf")))
 
     best: dict[str, Selected] = {}
     for s in sorted(picked, key=key):
@@ -274,8 +259,8 @@ def select_runs(
 
 
 def _require_completed(sel: Selected) -> None:
-    status = sel.tags.get("status")
-    if status != "completed":
+    status = sel.tags.get(tracking.STATUS_TAG)
+    if status != tracking.COMPLETED:
         what = f"status {status}" if status else "no status tag (not a trial, or still running)"
         raise ValueError(
             f"run {sel.run_id} ({sel.arch}) never finished training: {what}; only "
@@ -288,7 +273,7 @@ def fetch_model_file(client, sel: Selected, scratch: Path):
     from experiments.export import load_model_file
 
     _require_completed(sel)
-    listed = {a.path for a in client.list_artifacts(sel.run_id, "model")}
+    listed = {a.path for a in client.list_artifacts(sel.run_id, tracking.MODEL_ARTIFACT_DIR)}
     if MODEL_ARTIFACT not in listed:
         raise ValueError(
             f"run {sel.run_id} ({sel.arch}) has no {MODEL_ARTIFACT} artifact; it "
@@ -365,7 +350,7 @@ def export_one(args, client, experiment, sel: Selected, model_file, out: Path):
             experiment_name=experiment.name,
             aliases=aliases,
             run_id=retrain_run_id,
-            tags={"export_of": sel.run_id},
+            tags={"export_of": sel.run_id, tracking.ROLE_TAG: "export"},
             tracking_uri=client.tracking_uri,
         )
     return folder, reg
@@ -424,7 +409,7 @@ def retrain(args, client, experiment, sel: Selected, cfg, recipe, data):
             path = save_model_file(
                 Path(tmp) / "model.pt", cfg, recipe, state_dict, data.name, metrics
             )
-            client.log_artifact(run_id, str(path), "model")
+            client.log_artifact(run_id, str(path), tracking.MODEL_ARTIFACT_DIR)
         status = "FINISHED"
     except KeyboardInterrupt:
         status = "KILLED"

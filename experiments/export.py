@@ -383,7 +383,7 @@ def register_export(
         run = client.create_run(
             experiment.experiment_id,
             run_name=f"export-{arch}",
-            tags={"arch": arch, "lrunet.kind": "export", **(tags or {})},
+            tags={"arch": arch, **(tags or {})},
         )
         run_id = run.info.run_id
     scripted = torch.jit.load(str(folder / TORCHSCRIPT_FILE), map_location="cpu")

@@ -272,6 +272,8 @@ def _log_trial(
         run_name=arch,
         tags={
             "mlflow.parentRunId": parent,
+            "lrunet.role": "trial",
+            "trial_id": arch,
             "arch": arch,
             "status": status,
             "stopped_at_epoch": "2",
@@ -320,7 +322,8 @@ def store(trained, tmp_path_factory):
     uri = f"sqlite:///{tmp / 'mlflow.db'}"
     client = mlflow.MlflowClient(uri)
     exp_id = client.create_experiment("digits-nas", artifact_location=str(tmp / "artifacts"))
-    parent = client.create_run(exp_id, run_name="launch").info.run_id
+    parent = client.create_run(exp_id, run_name="search", tags={"lrunet.role": "search"})
+    parent = parent.info.run_id
     cfg_a, model_a, _ = trained
     cfg_b, model_b, _ = _train("1-LruNet-0.25x", steps=5, seed=1)
     runs = {
