@@ -93,8 +93,14 @@ def test_metrics_describe_the_run(digits):
 
 
 def test_schedules():
-    step = lr_factor_fn(Recipe(epochs=6, schedule="step"), steps_per_epoch=10)
+    recipe = Recipe(epochs=6, schedule="step")
+    step = lr_factor_fn(recipe, steps_per_epoch=10)
     assert [step(e * 10) for e in range(6)] == pytest.approx([1, 1, 1, 1, 0.1, 0.01])
+    assert recipe.milestones() == [4, 5]  # whole-epoch budgets: the recipe's milestones
+    one_epoch = lr_factor_fn(Recipe(epochs=1, schedule="step"), steps_per_epoch=60)
+    assert [one_epoch(i) for i in (0, 39, 40, 49, 50, 59)] == pytest.approx(
+        [1, 1, 0.1, 0.1, 0.01, 0.01]
+    )
     cosine = lr_factor_fn(Recipe(epochs=2, schedule="cosine"), steps_per_epoch=5)
     assert cosine(0) == 1 and cosine(5) == pytest.approx(0.5) and cosine(10) == pytest.approx(0)
     constant = lr_factor_fn(Recipe(epochs=2, schedule="constant"), steps_per_epoch=5)

@@ -2,8 +2,8 @@
 
 `Trainer` holds the data as tensors on its device, trains with the paper's recipe (SGD, momentum
 0.9, weight decay 5e-4 on all parameters, cross-entropy on the ReLU'd logits; LRUNET_SPEC.md §4)
-and a per-iteration LR schedule from `Recipe` ("step": x0.1 at the epochs of
-`Recipe.milestones()`, "cosine", "constant"), augments every batch on the device
+and a per-iteration LR schedule from `Recipe` ("step": x0.1 at 2/3 and 5/6 of the budget,
+"cosine", "constant"; see `lr_factor_fn`), augments every batch on the device
 (`trainables.augment`) and validates on the fixed split of `trainables.data.split_indices`.
 
 Its state (model, optimizer, scheduler, grad scaler, the torch/CUDA/python/numpy RNGs, the data
@@ -30,7 +30,7 @@ from lrunet import metrics as M
 from lrunet.config import LruNetConfig
 from lrunet.counting import count
 from lrunet.model import LruNet
-from lrunet.recipe import Recipe
+from lrunet.recipe import STEP_MILESTONES, Recipe
 from trainables.augment import augment_batch
 from trainables.checkpoint import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
 from trainables.data import VAL_FRACTION, Dataset, split_indices
@@ -50,16 +50,22 @@ def seed_everything(seed: int) -> None:
 
 
 def lr_factor_fn(recipe: Recipe, steps_per_epoch: int) -> Callable[[int], float]:
-    """LR multiplier as a function of the optimizer step, for `LambdaLR`."""
+    """LR multiplier as a function of the optimizer step, for `LambdaLR`.
+
+    "step" divides the LR by 10 at 2/3 and again at 5/6 of the budget (the paper's epochs 200 and
+    250 of 300, `lrunet.recipe.STEP_MILESTONES`), counted in optimizer steps: the same epochs as
+    `Recipe.milestones()` whenever those fractions of `epochs` are whole, and still two drops for
+    budgets too short for whole-epoch milestones (1 epoch: drops after 2/3 and 5/6 of it, where
+    whole epochs would give none).
+    """
     total = recipe.epochs * steps_per_epoch
-    milestones = recipe.milestones()
+    drops = [round(f * total) for f in STEP_MILESTONES]
 
     def factor(step: int) -> float:
         if recipe.schedule == "cosine":
             return 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
         if recipe.schedule == "step":
-            epoch = step // steps_per_epoch
-            return 0.1 ** sum(epoch >= m for m in milestones)
+            return 0.1 ** sum(step >= d for d in drops)
         return 1.0
 
     return factor

@@ -1,0 +1,162 @@
+"""The Ray Tune function trainable: a thin adapter over `trainables.loop.Trainer`.
+
+A trial's `config` is flat: the LruNet and recipe knobs under exactly `lrunet.recipe.TRIAL_KEYS`
+(e.g. `reuse_4`, `width`, `lr`, `epochs`), plus one reserved key, `"_run"`, a dict of run settings
+that are not hyperparameters (see `RunSpec`)::
+
+    {"reuse": 4, "lr": 0.1, "epochs": 30,
+     "_run": {"dataset": "fashionmnist", "subset": 5000, "cpus": 2}}
+
+Flattened spellings "_run/dataset" (as some searchers produce) are accepted too. Every epoch the
+trial reports the `Trainer`'s metrics (validation accuracy and loss, training loss and accuracy,
+params, conv params, MACs, MFLOPs, epoch seconds, images/s, LR, epoch) with
+`tune.report(..., checkpoint=...)`, the checkpoint being a folder holding `checkpoint.pt`; a
+restarted trial resumes from `tune.get_checkpoint()`. Ray is imported only when a trial runs.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from lrunet.recipe import split_trial_config
+from trainables.data import VAL_FRACTION, load_dataset
+from trainables.loop import Trainer
+
+RUN_KEY = "_run"
+CHECKPOINT_FILE = "checkpoint.pt"
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Run settings of a trial (the `"_run"` dict). All optional.
+
+    dataset, data_dir, download: what to train on (`trainables.data.load_dataset`).
+    subset: train on this many images of the training split (None: all).
+    val_fraction: share of each class held out for validation (fixed seed, same for all trials).
+    max_epochs: stop after this many epochs (default and maximum: the recipe's `epochs`, which is
+        also the LR schedule's horizon; ASHA-style schedulers stop trials earlier themselves).
+    cpus: torch threads on the CPU (default: the CPUs Ray assigned to the trial).
+    device: "auto" (a GPU when Ray gave the trial one), "cpu" or "cuda".
+    checkpoint_every: save a checkpoint every this many epochs, and always at the last one.
+    augment: the paper's crop/rotate/flip augmentation.
+    """
+
+    dataset: str = "digits"
+    data_dir: str | None = None
+    download: bool = False
+    subset: int | None = None
+    val_fraction: float = VAL_FRACTION
+    max_epochs: int | None = None
+    cpus: int | None = None
+    device: str = "auto"
+    checkpoint_every: int = 1
+    augment: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("subset", "max_epochs", "cpus"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                raise ValueError(
+                    f"{RUN_KEY}.{name}: expected a positive integer or None, got {v!r}"
+                )
+        if (
+            isinstance(self.checkpoint_every, bool)
+            or not isinstance(self.checkpoint_every, int)
+            or self.checkpoint_every < 1
+        ):
+            raise ValueError(
+                f"{RUN_KEY}.checkpoint_every: expected a positive integer, "
+                f"got {self.checkpoint_every!r}"
+            )
+        if not isinstance(self.val_fraction, (int, float)) or not 0 <= self.val_fraction < 1:
+            raise ValueError(
+                f"{RUN_KEY}.val_fraction: expected a number in [0, 1), got {self.val_fraction!r}"
+            )
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> RunSpec:
+        allowed = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - allowed)
+        if unknown:
+            raise ValueError(f"unknown {RUN_KEY} key(s) {unknown}; allowed: {sorted(allowed)}")
+        return cls(**d)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def split_run_config(config: Mapping[str, Any]) -> tuple[dict[str, Any], RunSpec]:
+    """Separate a trial config into (flat LruNet/recipe knobs, RunSpec)."""
+    flat, run = {}, dict(config.get(RUN_KEY) or {})
+    for key, value in config.items():
+        if key == RUN_KEY:
+            continue
+        if key.startswith(RUN_KEY + "/"):
+            run[key[len(RUN_KEY) + 1 :]] = value
+        else:
+            flat[key] = value
+    return flat, RunSpec.from_dict(run)
+
+
+def build_trainer(config: Mapping[str, Any], cpus: int | None = None) -> tuple[Trainer, RunSpec]:
+    """The `Trainer` a trial config describes (no Ray needed: the CLI and tests use it too)."""
+    flat, spec = split_run_config(config)
+    data = load_dataset(spec.dataset, spec.data_dir, download=spec.download)
+    cfg, recipe = split_trial_config(flat, **data.geometry)
+    if spec.max_epochs is not None and spec.max_epochs > recipe.epochs:
+        raise ValueError(
+            f"{RUN_KEY}.max_epochs: {spec.max_epochs} exceeds the recipe's epochs "
+            f"({recipe.epochs}), the LR schedule's horizon; raise 'epochs' instead"
+        )
+    trainer = Trainer(
+        cfg,
+        recipe,
+        data,
+        device=spec.device,
+        threads=spec.cpus or cpus,
+        subset=spec.subset,
+        val_fraction=spec.val_fraction,
+        augment=spec.augment,
+    )
+    return trainer, spec
+
+
+def _assigned_cpus() -> int | None:
+    import ray
+
+    try:
+        n = ray.get_runtime_context().get_assigned_resources().get("CPU")
+    except Exception:  # not inside a Ray worker
+        return None
+    return max(1, int(n)) if n else None
+
+
+def train_lrunet(config: dict[str, Any]) -> None:
+    """Ray Tune function trainable: train, report every epoch, checkpoint, resume."""
+    from ray import tune
+
+    trainer, spec = build_trainer(config, cpus=_assigned_cpus())
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as d:
+            trainer.load_checkpoint(Path(d) / CHECKPOINT_FILE)
+    last = spec.max_epochs or trainer.recipe.epochs
+    while trainer.epoch < last:
+        result = trainer.train_epoch()
+        if trainer.epoch % spec.checkpoint_every == 0 or trainer.epoch == last:
+            with tempfile.TemporaryDirectory(prefix="lrunet-ckpt-") as d:
+                trainer.save_checkpoint(Path(d) / CHECKPOINT_FILE)
+                tune.report(result, checkpoint=tune.Checkpoint.from_directory(d))
+        else:
+            tune.report(result)
+
+
+def make_trainable(cpus_per_trial: float = 1, gpus_per_trial: float = 0):
+    """`train_lrunet` with its per-trial resources, ready for `tune.Tuner`."""
+    from ray import tune
+
+    return tune.with_resources(train_lrunet, {"cpu": cpus_per_trial, "gpu": gpus_per_trial})
