@@ -196,3 +196,22 @@ def test_train_command_user_errors(tmp_path, capsys):
     assert code == 2 and len(err.splitlines()) == 1 and "--download" in err
     code = launch.main(["train", "1-LruNet-3x-q", "--dataset", "digits", "--epochs", "1"])
     assert code == 2 and "cannot parse" in capsys.readouterr().err
+
+
+def test_without_validation_split(digits):
+    """Final retraining uses the whole training set: no validation metrics, nothing held out."""
+    cfg = parse_name("1-LruNet-1x", **digits.geometry)
+    t = Trainer(
+        cfg,
+        Recipe(epochs=1, batch_size=64),
+        digits,
+        device="cpu",
+        threads=1,
+        val_fraction=0.0,
+        subset=64,
+    )
+    assert len(t.val_x) == 0
+    m = t.train_epoch()
+    assert M.VAL_ACC not in m and M.TRAIN_LOSS in m and m[M.PARAMS] == t.model.num_params()
+    full = Trainer(cfg, Recipe(epochs=1), digits, device="cpu", threads=1, val_fraction=0.0)
+    assert len(full.train_x) == len(digits.train_x)
