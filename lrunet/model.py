@@ -17,7 +17,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lrunet import fast
 from lrunet.config import NUM_STAGES, LruNetConfig
+from lrunet.fast import autocast_for, memory_format_for, prepare_for_device
+
+__all__ = [
+    "LruBlock",
+    "LruNet",
+    "autocast_for",
+    "build_model",
+    "channel_shuffle",
+    "memory_format_for",
+    "prepare_for_device",
+    "shuffle_permutation",
+    "swap_shuffle",
+]
 
 
 def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
@@ -94,6 +108,13 @@ class LruBlock(nn.Module):
         return x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.device.type == "cpu":
+            return fast.block_forward(self, x)
+        return self.forward_plain(x)
+
+    def forward_plain(self, x: torch.Tensor) -> torch.Tensor:
+        """The passes written as the reference writes them (the GPU path; the CPU takes
+        `lrunet.fast.block_forward`, the same function computed faster)."""
         for i in range(self.reuse):
             dw = self.dw if self.tied else self.dw_list[i]
             pw = self.pw if self.tied else self.pw_list[i]
@@ -154,7 +175,13 @@ class LruNet(nn.Module):
         return self.pool(self.stage4(torch.cat([x, x], 1)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.forward_features(x)).flatten(1)
+        x = self.forward_features(x)
+        head = self.classifier
+        x = head[2](head[1](head[0](x)))
+        # dropout draws its mask in memory order: make it NCHW so that a channels_last model
+        # drops the same units as a contiguous one for the same seed (the head is tiny)
+        x = head[3](x.contiguous())
+        return head[6](head[5](head[4](x))).flatten(1)
 
     def num_params(self) -> int:
         """Trainable parameters, each shared tensor counted once."""
