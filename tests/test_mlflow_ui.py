@@ -1,0 +1,376 @@
+"""End to end through the browser: a real `mlflow server`, a tiny search tracked in it, and the
+MLflow 3.17 UI rendered by headless Chromium (issue 5, "Done when").
+
+What a user sees is checked from the live DOM, not from MLflow's Python API:
+- the experiment's runs table shows the search's parent run with an expander; clicking it shows
+  every trial run indented under it (and the parent run's page lists them as child runs);
+- the parent run's artifacts page lists `pareto.png` and the image loads at the logged size;
+- the runs the UI shows for the search filter `tags.pareto = 'true'` (the `searchFilter` URL
+  parameter the search box writes) are exactly the front, by run id, and no other trial shows.
+The REST API (`MlflowClient.search_runs`) is asked the same filter, so the UI and the store must
+agree. The browser is driven over the DevTools protocol by `tests.chromium` (standard library
+only); a failed page check saves a screenshot beside the test's temporary files.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from experiments import tracking
+from experiments.search import SearchOptions, run_search
+from lrunet import metrics as M
+from tests.chromium import Browser, BrowserError, find_chromium
+from tests.conftest import write_space
+
+CHROMIUM = find_chromium()
+PARETO_FILTER = "tags.pareto = 'true'"
+NUM_TRIALS = 4
+SERVER_START_S = 120.0
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.timeout(600),
+    pytest.mark.skipif(
+        CHROMIUM is None, reason="no Chromium browser (CI installs Debian's 'chromium')"
+    ),
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url + "/health", timeout=5) as r:  # noqa: S310 (local)
+            return r.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """End the server and its uvicorn worker: their whole process group, which it leads."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break  # the group is gone
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            proc.poll()
+            try:
+                os.killpg(proc.pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.2)
+        else:
+            continue
+        break
+    proc.wait(timeout=10)
+
+
+def _start_server(d: Path) -> tuple[subprocess.Popen, str]:
+    """Start `mlflow server` and wait for /health; a port lost to a race gets one more try."""
+    log_path = d / "server.log"
+    for _ in range(3):
+        port = _free_port()
+        url = f"http://127.0.0.1:{port}"
+        cmd = [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--backend-store-uri",
+            f"sqlite:///{d / 'mlflow.db'}",
+            "--artifacts-destination",
+            str(d / "artifacts"),
+        ]
+        # the job runner's extra processes cost ~2.5 GB and 30 s of start-up (STACK_NOTES)
+        env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen(
+                cmd, cwd=d, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        deadline = time.monotonic() + SERVER_START_S
+        while proc.poll() is None and time.monotonic() < deadline:
+            if _healthy(url):
+                return proc, url
+            time.sleep(1)
+        _stop(proc)
+        if b"address already in use" not in log_path.read_bytes().lower():
+            break
+    pytest.fail(f"mlflow server did not become healthy:\n{_tail(log_path)}")
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory):
+    """`mlflow server` on 127.0.0.1 with a SQLite store and proxied artifacts in a temp folder;
+    stopped (with its worker) however the tests end."""
+    proc, url = _start_server(tmp_path_factory.mktemp("mlflow_server"))
+    try:
+        yield url
+    finally:
+        _stop(proc)
+
+
+def _tail(path: Path, n: int = 3000) -> str:
+    return path.read_text(errors="replace")[-n:]
+
+
+@pytest.fixture(scope="module")
+def searched(mlflow_server, tmp_path_factory, ray_local):
+    """Four trials on digits (ASHA, two at a time) tracked in the server."""
+    d = tmp_path_factory.mktemp("ui_search")
+    result = run_search(
+        SearchOptions(
+            space=str(write_space(d)),
+            tracking_uri=mlflow_server,
+            storage_path=str(d / "ray"),
+            experiment_name="ui-e2e",
+            num_samples=NUM_TRIALS,
+            max_concurrent=2,
+            searcher="random",
+            scheduler="asha",
+            seed=3,
+            verbose=0,
+        )
+    )
+    return result, tracking.client_for(mlflow_server)
+
+
+# -- page helpers --------------------------------------------------------------------------------
+
+
+def _run_links_js(exp_id: str) -> str:
+    """JS: [run_id, link text, left x] of every link to a run page of this experiment."""
+    pattern = f"^#/experiments/{exp_id}/runs/([0-9a-f]{{32}})$".replace("/", r"\/")
+    return f"""[...document.querySelectorAll('a[href]')]
+        .map(a => [a.getAttribute('href').match(/{pattern}/), a])
+        .filter(([m]) => m)
+        .map(([m, a]) => [m[1], a.innerText.trim(), a.getBoundingClientRect().left])"""
+
+
+def _settled(b: Browser, expression: str, timeout: float = 30.0) -> object:
+    """The value of `expression` once it is non-empty and the same over three polls."""
+    deadline = time.monotonic() + timeout
+    seen: list[object] = []
+    while time.monotonic() < deadline:
+        value = b.evaluate(expression)
+        seen = [*seen[-2:], value]
+        if value and len(seen) == 3 and seen[0] == seen[1] == seen[2]:
+            return value
+        time.sleep(0.7)
+    raise BrowserError(f"the page never settled on a value of {expression[:100]!r}")
+
+
+class Pages:
+    """Loads UI pages with retries (each attempt waits longer) and screenshots failures."""
+
+    def __init__(self, base: str, shots: Path) -> None:
+        self.base, self.shots = base, shots
+
+    def open(self, b: Browser, route: str, ready: str, name: str, attempts: int = 3) -> None:
+        last: Exception | None = None
+        for attempt in range(1, attempts + 1):
+            try:
+                b.goto(f"{self.base}/#{route}")
+                b.wait_for(ready, timeout=30.0 * attempt)
+                return
+            except BrowserError as e:
+                last = e
+        shot = b.screenshot(self.shots / f"{name}.png")
+        raise AssertionError(
+            f"{name}: {route} never showed {ready!r} ({last}); screenshot {shot}; page text:\n"
+            f"{b.text()[:1500]}"
+        )
+
+    def wait(self, b: Browser, ready: str, name: str, timeout: float = 30.0) -> None:
+        """Wait for `ready` on the current page; fail with a screenshot if it never holds."""
+        try:
+            b.wait_for(ready, timeout=timeout)
+        except BrowserError as e:
+            shot = b.screenshot(self.shots / f"{name}.png")
+            raise AssertionError(f"{name}: {e}; screenshot {shot}") from None
+
+    def shot(self, b: Browser, name: str) -> Path:
+        return b.screenshot(self.shots / f"{name}.png")
+
+
+def _expand(b: Browser, run_id: str) -> bool:
+    """Click the expander of a run's row in the runs table; False when the row has none."""
+    return b.evaluate(
+        f"""(() => {{
+            const a = document.querySelector('a[href$="/runs/{run_id}"]');
+            const row = a && a.closest('[role=row]');
+            const button = row && row.querySelector(
+                'button[data-component-id*="runnamecellrenderer"]');
+            if (!button) return false;
+            button.click();
+            return true;
+        }})()"""
+    )
+
+
+def _query(**params: str) -> str:
+    """URL query as the UI writes it (the search box's text goes to `searchFilter`)."""
+    return urllib.parse.urlencode(params, quote_via=urllib.parse.quote)
+
+
+def _png_size(data: bytes) -> tuple[int, int]:
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "pareto.png is not a PNG"
+    return struct.unpack(">II", data[16:24])
+
+
+# -- the test ------------------------------------------------------------------------------------
+
+
+def test_ui_shows_nested_trials_pareto_plot_and_front(searched, tmp_path):
+    result, client = searched
+    exp = client.get_experiment_by_name(result.experiment_name)
+    exp_id, parent_id = exp.experiment_id, result.parent_run_id
+    parent = client.get_run(parent_id)
+    trials = {r.info.run_id: r for r in tracking.trial_runs(client, parent_id, exp_id)}
+    front = {m.run_id: m.arch for m in result.front.members}
+
+    # the store: what the UI must show
+    assert len(trials) == NUM_TRIALS
+    assert front and set(front) <= set(trials)
+    rest_front = {r.info.run_id for r in client.search_runs([exp_id], PARETO_FILTER)}
+    assert rest_front == set(front), "REST filter and the search's front disagree"
+    others = set(trials) - set(front)
+    assert others, "every trial landed on the front: the filter check would prove nothing"
+
+    pages = Pages(result.tracking_uri, tmp_path)
+    links = _run_links_js(exp_id)
+    names = {rid: r.info.run_name for rid, r in trials.items()}
+    parent_name = parent.info.run_name
+
+    # 1. the experiment page (the "Model training" view): the parent run, collapsed, expands to
+    #    show every trial indented under it
+    with Browser(CHROMIUM) as b:
+        pages.open(
+            b,
+            f"/experiments/{exp_id}?workflowType=machine_learning",
+            f"({links}).some(([id]) => id === '{parent_id}')",
+            "experiment",
+        )
+        rows = {rid: (text, x) for rid, text, x in _settled(b, links)}
+        assert set(rows) == {parent_id}, f"trials should be nested, not top level: {rows}"
+        assert rows[parent_id][0] == parent_name
+        assert _expand(b, parent_id), f"no expander on the parent row: {pages.shot(b, 'row')}"
+        pages.wait(b, f"({links}).length > 1", "experiment-expanded")
+        rows = {rid: (text, x) for rid, text, x in _settled(b, links)}
+        pages.shot(b, "experiment-expanded")
+        assert set(rows) == {parent_id, *trials}, f"expanded rows {rows} != parent + trials"
+        for rid in trials:
+            assert rows[rid][0] == names[rid]
+            assert rows[rid][1] > rows[parent_id][1], f"trial {rid} is not indented under parent"
+        assert f"{len(trials) + 1} matching runs" in b.text()
+
+    # 2. the parent run's page lists its child runs; its artifacts page shows the Pareto plot
+    with Browser(CHROMIUM) as b:
+        pages.open(
+            b,
+            f"/experiments/{exp_id}/runs/{parent_id}",
+            "/Child runs/.test(document.body.innerText)",
+            "parent-run",
+        )
+        children = {rid: text for rid, text, _ in _settled(b, links)}
+        assert children == names, "the parent run page's child runs differ from the trials"
+
+        png = Path(client.download_artifacts(parent_id, "pareto.png", str(tmp_path)))
+        width, height = _png_size(png.read_bytes())
+        img_ready = (
+            "[...document.querySelectorAll('img')].some(i => i.complete && i.naturalWidth > 0"
+            " && i.src.startsWith('blob:'))"
+        )
+        pages.open(
+            b,
+            f"/experiments/{exp_id}/runs/{parent_id}/artifacts/pareto.png",
+            f"document.querySelector('[data-testid=artifact-tree-node]') && {img_ready}",
+            "artifacts",
+        )
+        listed = set(
+            b.evaluate(
+                "[...document.querySelectorAll('[data-testid=artifact-tree-node]')]"
+                ".map(n => n.getAttribute('artifact-name'))"
+            )
+        )
+        assert {"pareto.png", "pareto_front.csv", "hypervolume_over_time.png"} <= listed, listed
+        shown = b.evaluate(
+            "[...document.querySelectorAll('img')].filter(i => i.src.startsWith('blob:'))"
+            ".map(i => [i.naturalWidth, i.naturalHeight])"
+        )
+        assert [width, height] in shown, f"pareto.png ({width}x{height}) not shown: {shown}"
+
+    # 3. the search filter: sorted by accuracy the UI lists matching runs flat; they must be
+    #    exactly the front (by run id), each named by its architecture
+    query = _query(
+        searchFilter=PARETO_FILTER, orderByKey=f"metrics.`{M.VAL_ACC}`", orderByAsc="false"
+    )
+    with Browser(CHROMIUM) as b:
+        pages.open(
+            b,
+            f"/experiments/{exp_id}/runs?{query}",
+            f"/matching runs?/.test(document.body.innerText) && ({links}).length > 0",
+            "pareto-filter",
+        )
+        shown = {rid: text for rid, text, _ in _settled(b, links)}
+        pages.shot(b, "pareto-filter")
+        assert set(shown) == set(front), (
+            f"UI filter shows {sorted(shown)}, the front is {sorted(front)}, "
+            f"non-front shown: {sorted(set(shown) & others)}"
+        )
+        assert set(shown) == rest_front
+        search_box = b.evaluate("[...document.querySelectorAll('input')].map(i => i.value)")
+        assert PARETO_FILTER in search_box, (
+            f"the search box does not hold the filter: {search_box}"
+        )
+        for rid, arch in front.items():
+            assert shown[rid] == arch == names[rid]
+        n = len(front)
+        assert re.search(rf"\b{n} matching runs?\b", b.text()), "wrong matching-run count"
+        text = b.text()
+        for rid in others:
+            assert rid not in text
+            if names[rid] not in front.values():  # an arch may repeat with another lr
+                assert names[rid] not in text, f"non-front trial {names[rid]} is shown"
+
+    # 4. the same filter in the default (nested) view: the parent is shown for context, and
+    #    expanding it shows only the front
+    with Browser(CHROMIUM) as b:
+        pages.open(
+            b,
+            f"/experiments/{exp_id}/runs?"
+            + urllib.parse.urlencode(
+                {"searchFilter": PARETO_FILTER}, quote_via=urllib.parse.quote
+            ),
+            f"({links}).some(([id]) => id === '{parent_id}')",
+            "pareto-filter-nested",
+        )
+        _settled(b, links)
+        assert _expand(b, parent_id), f"no expander on the parent row: {pages.shot(b, 'row')}"
+        pages.wait(b, f"({links}).length > 1", "pareto-filter-nested")
+        shown = {rid for rid, _, _ in _settled(b, links)}
+        assert shown == {parent_id, *front}, f"nested filter shows {shown}"
