@@ -8,6 +8,7 @@ VAL_ACC = (
 )
 VAL_LOSS = "val_loss"
 TEST_ACC = "test_acc"  # only final evaluation (retrain/export) touches the test set
+TEST_LOSS = "test_loss"
 TRAIN_LOSS = "train_loss"
 TRAIN_ACC = "train_acc"
 PARAMS = "params"  # trainable parameters, shared weights once

@@ -52,7 +52,8 @@ class Recipe:
             )
 
     def milestones(self) -> list[int]:
-        """Epochs at which the step schedule divides the LR by 10."""
+        """Epochs at which the step schedule divides the LR by 10 (the trainer counts the same
+        fractions in optimizer steps, so a budget of a few epochs still gets its drops)."""
         return sorted({max(1, round(f * self.epochs)) for f in STEP_MILESTONES})
 
     def to_dict(self) -> dict[str, Any]:

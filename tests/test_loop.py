@@ -14,7 +14,7 @@ from lrunet.counting import count
 from lrunet.recipe import Recipe
 from trainables.checkpoint import load_model
 from trainables.data import load_dataset
-from trainables.loop import TEST_LOSS, Trainer, lr_factor_fn
+from trainables.loop import Trainer, lr_factor_fn
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -87,7 +87,7 @@ def test_metrics_describe_the_run(digits):
     assert m[M.EPOCH_SECONDS] > 0 and 0 <= m[M.VAL_ACC] <= 100
     assert len(t.train_x) == 64 and len(t.val_x) == pytest.approx(0.1 * len(digits.train_x), abs=5)
     test = t.evaluate("test")
-    assert set(test) == {M.TEST_ACC, TEST_LOSS} and math.isfinite(test[TEST_LOSS])
+    assert set(test) == {M.TEST_ACC, M.TEST_LOSS} and math.isfinite(test[M.TEST_LOSS])
     with pytest.raises(ValueError, match="split: 'train'"):
         t.evaluate("train")
 
@@ -215,3 +215,30 @@ def test_without_validation_split(digits):
     assert M.VAL_ACC not in m and M.TRAIN_LOSS in m and m[M.PARAMS] == t.model.num_params()
     full = Trainer(cfg, Recipe(epochs=1), digits, device="cpu", threads=1, val_fraction=0.0)
     assert len(full.train_x) == len(digits.train_x)
+
+
+def test_fashionmnist_is_evaluated_at_its_training_geometry():
+    """28x28 evaluation images are zero-padded by 2 to the 32x32 the model trains on; counts stay
+    at 28x28, the paper's convention."""
+    from trainables.data import DATASETS, Dataset
+
+    info = DATASETS["fashionmnist"]
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (200, 1, 28, 28), dtype=torch.uint8, generator=g)
+    y = torch.arange(200) % 10
+    data = Dataset(info, x, y, x[:20], y[:20], tuple(str(i) for i in range(10)), "synthetic")
+    trainer = Trainer(
+        parse_name("1-LruNet-0.25x-g4", **info.geometry),
+        Recipe(epochs=1),
+        data,
+        device="cpu",
+        threads=1,
+    )
+    assert trainer.val_x.shape[-2:] == (32, 32)
+    inner = trainer.val_x[:, :, 2:30, 2:30]
+    assert all((inner[i] == x).flatten(1).all(1).any() for i in range(len(inner)))
+    assert trainer.val_x[:, :, :2].sum() == 0 and trainer.val_x[:, :, :, 30:].sum() == 0
+    assert (
+        trainer.counts[M.MFLOPS] == count(parse_name("1-LruNet-0.25x-g4", **info.geometry)).mflops
+    )
+    assert info.geometry["input_size"] == 28

@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
 
     from lrunet import metrics as M
     from trainables.data import load_dataset
-    from trainables.loop import TEST_LOSS, Trainer
+    from trainables.loop import Trainer
 
     data = load_dataset(args.dataset, args.data_dir, download=args.download)
     cfg = parse_name(args.arch, **data.geometry)
@@ -134,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
     if args.test:
         t = trainer.evaluate("test")
         print(
-            f"test acc {t[M.TEST_ACC]:.2f}% loss {t[TEST_LOSS]:.4f} "
+            f"test acc {t[M.TEST_ACC]:.2f}% loss {t[M.TEST_LOSS]:.4f} "
             f"({len(data.test_x):,} images at {data.info.eval_size}x{data.info.eval_size})"
         )
     return 0

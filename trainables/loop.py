@@ -33,10 +33,9 @@ from lrunet.model import LruNet
 from lrunet.recipe import STEP_MILESTONES, Recipe
 from trainables.augment import augment_batch
 from trainables.checkpoint import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
-from trainables.data import VAL_FRACTION, Dataset, split_indices
+from trainables.data import VAL_FRACTION, Dataset, pad_for_eval, split_indices
 from trainables.device import DeviceSetup, select_device
 
-TEST_LOSS = "test_loss"  # not yet in lrunet.metrics; only final evaluation produces it
 EVAL_BATCH = 500
 DATA_SEED_OFFSET = 7919  # the data generator's seed is recipe.seed + this, apart from torch's
 
@@ -135,7 +134,7 @@ class Trainer:
             raise ValueError(f"subset: need at least 2 training images, got {len(train_idx)}")
         self.train_x = data.train_x[train_idx].to(dev)
         self.train_y = data.train_y[train_idx].to(dev)
-        self.val_x = data.train_x[val_idx].to(dev)
+        self.val_x = pad_for_eval(data.train_x[val_idx], info).to(dev)
         self.val_y = data.train_y[val_idx].to(dev)
 
         bs = recipe.batch_size
@@ -246,8 +245,9 @@ class Trainer:
             acc, loss = evaluate_model(self.model, self.val_x, self.val_y, self.setup)
             return {M.VAL_ACC: acc, M.VAL_LOSS: loss}
         if split == "test":
-            acc, loss = evaluate_model(self.model, self.data.test_x, self.data.test_y, self.setup)
-            return {M.TEST_ACC: acc, TEST_LOSS: loss}
+            test_x = pad_for_eval(self.data.test_x, self.data.info)
+            acc, loss = evaluate_model(self.model, test_x, self.data.test_y, self.setup)
+            return {M.TEST_ACC: acc, M.TEST_LOSS: loss}
         raise ValueError(f"split: {split!r} is not 'val' or 'test'")
 
     # --- state --------------------------------------------------------------------------------
