@@ -26,6 +26,7 @@ of `lrunet-<experiment>` with aliases `arch-<name>` and, for front members, `fro
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import tempfile
@@ -305,9 +306,9 @@ def export_one(args, client, experiment, sel: Selected, model_file, out: Path):
             f"{cfg.in_channels} channels but dataset {data.name} has "
             f"{geometry['num_classes']} and {geometry['in_channels']}"
         )
-    metrics = {k: float(v) for k, v in model_file.metrics.items()}
+    trial_metrics = {k: float(v) for k, v in model_file.metrics.items()}
     if sel.val_acc is not None:
-        metrics.setdefault(M.VAL_ACC, sel.val_acc)
+        trial_metrics.setdefault(M.VAL_ACC, sel.val_acc)
     source: dict[str, Any] = {
         "experiment": experiment.name,
         "run_id": sel.run_id,
@@ -316,13 +317,13 @@ def export_one(args, client, experiment, sel: Selected, model_file, out: Path):
     }
     retrain_run_id = None
     if args.retrain_epochs is not None:
-        state_dict, metrics, retrain_run_id = retrain(
-            args, client, experiment, sel, cfg, recipe, data
-        )
+        # the trial's recipe with its schedule stretched or shrunk to the retraining budget
+        recipe = dataclasses.replace(recipe, epochs=args.retrain_epochs)
+        state_dict, metrics, retrain_run_id = retrain(client, experiment, sel, cfg, recipe, data)
         source["retrain_run_id"] = retrain_run_id
         source["retrain_epochs"] = args.retrain_epochs
     else:
-        state_dict = model_file.state_dict
+        state_dict, metrics = model_file.state_dict, dict(trial_metrics)
     model = LruNet(cfg)
     model.load_state_dict(state_dict)
     metrics[M.TEST_ACC], _ = evaluate_model(model, data.test_x, data.test_y)
@@ -336,6 +337,7 @@ def export_one(args, client, experiment, sel: Selected, model_file, out: Path):
         metadata={
             "dataset": data.name,
             "metrics": metrics,
+            "trial_metrics": trial_metrics,
             "source": source,
             "normalisation": "pixels / 255 (values in [0, 1]), no mean/std",
         },
@@ -356,20 +358,17 @@ def export_one(args, client, experiment, sel: Selected, model_file, out: Path):
     return folder, reg
 
 
-def retrain(args, client, experiment, sel: Selected, cfg, recipe, data):
+def retrain(client, experiment, sel: Selected, cfg, recipe, data):
     """Train `cfg` from scratch on the full training set (no validation split) for
-    `args.retrain_epochs` epochs with the trial's recipe (its schedule rescaled to that budget),
-    logged as its own run of the experiment. Returns (state_dict, metrics, run id)."""
-    import dataclasses
-
+    `recipe.epochs` epochs, logged as its own run of the experiment (tag retrain_of).
+    Returns (state_dict, metrics, run id)."""
     from mlflow.entities import Metric, Param
 
     from experiments.export import save_model_file
     from lrunet.recipe import flat_trial_config
     from trainables.loop import Trainer
 
-    epochs = args.retrain_epochs
-    recipe = dataclasses.replace(recipe, epochs=epochs)
+    epochs = recipe.epochs
     trainer = Trainer(cfg, recipe, data, val_fraction=0.0)
     run = client.create_run(
         experiment.experiment_id,
@@ -378,7 +377,7 @@ def retrain(args, client, experiment, sel: Selected, cfg, recipe, data):
             "retrain_of": sel.run_id,
             "arch": sel.arch,
             "dataset": data.name,
-            "lrunet.kind": "retrain",
+            tracking.ROLE_TAG: tracking.RETRAIN_ROLE,
         },
     )
     run_id = run.info.run_id

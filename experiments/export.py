@@ -19,6 +19,7 @@ import os
 import re
 import shutil
 import tempfile
+import textwrap
 import uuid
 import warnings
 from collections.abc import Mapping, Sequence
@@ -263,38 +264,57 @@ def model_card(model_cfg: LruNetConfig, info: Mapping[str, Any]) -> str:
     c, h, w = shape[1:]
     dataset = info.get("dataset", "unknown")
 
-    def acc(key: str) -> str:
-        v = metrics.get(key)
+    def acc(key: str, values: Mapping[str, Any]) -> str:
+        v = values.get(key)
         return f"{float(v):.2f} %" if isinstance(v, (int, float)) and math.isfinite(v) else "n/a"
 
     source = info.get("source") or {}
     src = ", ".join(f"{k} `{v}`" for k, v in source.items()) or "not recorded"
     reuse = ", ".join(str(n) for n in model_cfg.reuse)
+    val = acc(M.VAL_ACC, metrics)
+    trial_metrics = info.get("trial_metrics") or {}
+    if val == "n/a" and M.VAL_ACC in trial_metrics:
+        val = acc(M.VAL_ACC, trial_metrics) + " (the search trial's)"
+    checks = info["checks"]
+    intro = (
+        f'A Layer Reuse Network (LruNet; Köpüklü et al. 2019, "Convolutional Neural Networks with '
+        f'Layer Reuse") classifying {c}-channel {h}x{w} images into {model_cfg.num_classes} '
+        f"classes, trained on **{dataset}**. Each of its four stages applies one shared "
+        f"depthwise 3x3 + grouped pointwise 1x1 pair N times (N per stage: {reuse}; width "
+        f"{model_cfg.width:g}x, pointwise groups {model_cfg.groups}, shuffle "
+        f'"{model_cfg.shuffle}", {model_cfg.sharing} weights, {model_cfg.depth} convolution '
+        "layers on the forward path)."
+    )
+    provenance = (
+        "Validation accuracy is measured on the search's held-out split of the training data; "
+        "test accuracy on the dataset's official test split, at export."
+    )
+    if "retrain_epochs" in source:
+        provenance += (
+            f" These weights were retrained from scratch for {source['retrain_epochs']} epoch(s) "
+            "on the full training set with the trial's recipe."
+        )
+    provenance += (
+        " The exported files were checked against the eager PyTorch model on a real batch: max "
+        f"abs difference {checks['torchscript_max_abs_diff']:.2g} (TorchScript) and "
+        f"{checks['onnx_max_abs_diff']:.2g} (ONNX Runtime), tolerance {checks['atol']:g}."
+    )
     return f"""# {info["name"]}
 
-A Layer Reuse Network (LruNet; Köpüklü et al. 2019, "Convolutional Neural Networks with Layer
-Reuse") classifying {model_cfg.in_channels}-channel {h}x{w} images into {model_cfg.num_classes}
-classes, trained on **{dataset}**. Each of its four stages applies one shared depthwise 3x3 +
-grouped pointwise 1x1 pair N times (N per stage: {reuse}; width {model_cfg.width:g}x, pointwise
-groups {model_cfg.groups}, shuffle "{model_cfg.shuffle}", {model_cfg.sharing} weights,
-{model_cfg.depth} convolution layers on the forward path).
+{textwrap.fill(intro, 99)}
 
 | | |
 |---|---|
 | parameters | {counts["params"]:,} |
 | MFLOPs (paper convention) | {counts["mflops"]:.2f} |
-| validation accuracy | {acc(M.VAL_ACC)} |
-| test accuracy | {acc(M.TEST_ACC)} |
+| validation accuracy | {val} |
+| test accuracy | {acc(M.TEST_ACC, metrics)} |
 | input | float32 tensor (batch, {c}, {h}, {w}); batch size is free |
 | normalisation | {info["input"]["normalisation"]} |
 | output | (batch, {model_cfg.num_classes}) class scores (ReLU'd logits; argmax = class) |
 | source | {src} |
 
-Validation accuracy is from the search's held-out split of the training data; test accuracy is on
-the dataset's official test split, measured at export. The exported files were checked against the
-eager PyTorch model on a real batch: max abs difference
-{info["checks"]["torchscript_max_abs_diff"]:.2g} (TorchScript) and
-{info["checks"]["onnx_max_abs_diff"]:.2g} (ONNX Runtime), tolerance {info["checks"]["atol"]:g}.
+{textwrap.fill(provenance, 99)}
 
 ## Files
 - `{TORCHSCRIPT_FILE}`: TorchScript, needs only `torch`.
@@ -332,8 +352,10 @@ def sanitise_alias(text: str) -> str:
 
 
 def registered_model_name(experiment: str) -> str:
-    """One registered model per experiment: `lrunet-<experiment>`."""
-    return "lrunet-" + re.sub(r"[^A-Za-z0-9_.-]", "_", experiment)
+    """One registered model per experiment: `lrunet-<experiment>` (the search's default experiment
+    names, `lrunet-<space>`, are kept as they are)."""
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", experiment)
+    return name if name.startswith("lrunet-") else f"lrunet-{name}"
 
 
 @dataclass(frozen=True)
@@ -386,7 +408,9 @@ def register_export(
             tags={"arch": arch, **(tags or {})},
         )
         run_id = run.info.run_id
-    scripted = torch.jit.load(str(folder / TORCHSCRIPT_FILE), map_location="cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load's deprecation notice
+        scripted = torch.jit.load(str(folder / TORCHSCRIPT_FILE), map_location="cpu")
     shape = info["input"]["shape"]
     x = np.zeros((2, *shape[1:]), dtype=np.float32)
     with torch.no_grad():
@@ -396,7 +420,9 @@ def register_export(
     previous_uri = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(client.tracking_uri)
     try:
-        with mlflow.start_run(run_id=run_id):
+        # MLflow's advice on type hints and input examples does not apply to a tensor model
+        with mlflow.start_run(run_id=run_id), warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
             mlflow.log_artifacts(str(folder), artifact_path="export")
             logged = mlflow.pyfunc.log_model(
                 name="pyfunc",

@@ -7,23 +7,29 @@ and numpy, never this project. It must therefore import nothing from the project
 
 from __future__ import annotations
 
+import warnings
+
 import mlflow
 import numpy as np
 import torch
 from mlflow.pyfunc import PythonModel
 
+# MLflow warns at class creation that an untyped predict() gets no input validation; the logged
+# signature (a float32 tensor spec) is the validation here.
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", UserWarning)
 
-class TorchScriptClassifier(PythonModel):
-    """predict(images) -> class scores; images float32 (batch, C, H, W), pixels / 255."""
+    class TorchScriptClassifier(PythonModel):
+        """predict(images) -> class scores; images float32 (batch, C, H, W), pixels / 255."""
 
-    def load_context(self, context) -> None:
-        self.model = torch.jit.load(context.artifacts["torchscript"], map_location="cpu")
-        self.model.eval()
+        def load_context(self, context) -> None:
+            self.model = torch.jit.load(context.artifacts["torchscript"], map_location="cpu")
+            self.model.eval()
 
-    def predict(self, context, model_input, params=None):
-        x = torch.as_tensor(np.asarray(model_input, dtype=np.float32))
-        with torch.no_grad():
-            return self.model(x).numpy()
+        def predict(self, context, model_input, params=None):
+            x = torch.as_tensor(np.asarray(model_input, dtype=np.float32))
+            with torch.no_grad():
+                return self.model(x).numpy()
 
 
 mlflow.models.set_model(TorchScriptClassifier())

@@ -613,11 +613,14 @@ def test_cli_retrain_trains_from_scratch_logs_a_run_and_exports(store, tmp_path)
     info = yaml.safe_load((tmp_path / "out" / arch / "config.yaml").read_text())
     retrain_id = info["source"]["retrain_run_id"]
     assert info["source"]["run_id"] == front and info["source"]["retrain_epochs"] == 1
+    card = " ".join((tmp_path / "out" / arch / CARD_FILE).read_text().split())  # unwrapped
+    assert "retrained from scratch for 1 epoch(s)" in card and "(the search trial's)" in card
 
     client = mlflow.MlflowClient(store["uri"])
     run = client.get_run(retrain_id)
     assert run.info.experiment_id == store["exp_id"] and run.info.status == "FINISHED"
     assert run.data.tags["retrain_of"] == front and run.data.tags["arch"] == arch
+    assert run.data.tags["lrunet.role"] == "retrain"
     assert "mlflow.parentRunId" not in run.data.tags  # not mistaken for a trial of the launch
     assert run.data.params["epochs"] == "1"
     assert run.data.metrics[M.TEST_ACC] == pytest.approx(info["metrics"][M.TEST_ACC])
