@@ -254,6 +254,10 @@ def test_real_fashionmnist():
     assert mean == pytest.approx(0.2860, abs=1e-3)  # LRUNET_SPEC §3's measured mean
     train, val = D.split_indices(ds.train_y)
     assert len(val) == 6000 and len(train) == 54000
+    # loaded twice (the second time from the file cache), the info is still the code's
+    assert ds.info == D.DATASETS["fashionmnist"] and ds.info.eval_pad == 2
+    D._PROCESS_CACHE.clear()
+    assert D.load_dataset("fashionmnist").info == D.DATASETS["fashionmnist"]
 
 
 # --- augmentation ------------------------------------------------------------------------------

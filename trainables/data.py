@@ -41,7 +41,7 @@ VAL_FRACTION = 0.1
 DIGITS_TEST_FRACTION = 0.2
 IMAGEFOLDER_SIZE = 32
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 IMAGE_EXTENSIONS = (
     ".png",
     ".jpg",
@@ -281,7 +281,8 @@ def _load_file_cached(name: str, files: list[Path]) -> Dataset:
         try:
             blob = torch.load(path, map_location="cpu", weights_only=True)
             return Dataset(
-                DatasetInfo(**blob["info"]),
+                # a known dataset's info is code, not data: never trust an older cache's copy
+                DATASETS.get(name) or DatasetInfo(**blob["info"]),
                 blob["train_x"],
                 blob["train_y"],
                 blob["test_x"],
