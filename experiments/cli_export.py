@@ -294,7 +294,7 @@ def export_one(args, client, experiment, sel: Selected, model_file, out: Path):
     """Export (after an optional retrain) one selected trial; returns (folder, Registration)."""
     from experiments.export import export_model, register_export, sanitise_alias
     from lrunet.model import LruNet
-    from trainables.data import load_dataset
+    from trainables.data import load_dataset, pad_for_eval
     from trainables.loop import evaluate_model
 
     data = load_dataset(model_file.dataset, args.data_dir)
@@ -326,7 +326,10 @@ def export_one(args, client, experiment, sel: Selected, model_file, out: Path):
         state_dict, metrics = model_file.state_dict, dict(trial_metrics)
     model = LruNet(cfg)
     model.load_state_dict(state_dict)
-    metrics[M.TEST_ACC], _ = evaluate_model(model, data.test_x, data.test_y)
+    # evaluation sees the test images as training-geometry inputs (Fashion-MNIST: 28 padded to
+    # 32); the exported model does that padding itself (input_pad), so it takes raw images
+    test_x = pad_for_eval(data.test_x, data.info)
+    metrics[M.TEST_ACC], _ = evaluate_model(model, test_x, data.test_y)
     example = _images(data.test_x[:EXAMPLE_BATCH])
     folder = export_model(
         cfg,
@@ -334,6 +337,7 @@ def export_one(args, client, experiment, sel: Selected, model_file, out: Path):
         out,
         recipe=recipe,
         example=example,
+        input_pad=data.info.eval_pad,
         metadata={
             "dataset": data.name,
             "metrics": metrics,

@@ -121,6 +121,19 @@ def load_model_file(path: str | os.PathLike) -> ModelFile:
 # --- export ----------------------------------------------------------------------------------
 
 
+class PadInput(torch.nn.Module):
+    """Zero-pads the input by `pad` on every side, then runs `model`."""
+
+    def __init__(self, model: torch.nn.Module, pad: int) -> None:
+        super().__init__()
+        self.model = model
+        self.pad = pad
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        p = self.pad
+        return self.model(torch.nn.functional.pad(x, (p, p, p, p)))
+
+
 class ExportCheckError(RuntimeError):
     """An exported file does not reproduce the eager model; nothing was written."""
 
@@ -169,14 +182,18 @@ def export_model(
     recipe: Recipe,
     metadata: Mapping[str, Any],
     example: torch.Tensor,
+    input_pad: int = 0,
     atol: float = DEFAULT_ATOL,
 ) -> Path:
     """Export one model to `out_dir/<canonical name>/` and return that folder.
 
     `metadata` is free-form provenance written to config.yaml; the keys `dataset` (str),
     `metrics` (metric name -> number, e.g. val_acc, test_acc) and `normalisation` (str) are also
-    used by the model card. `example` is a real input batch (B, C, H, W) in the model's input
-    normalisation; it fixes the exported spatial size and is used for the checks.
+    used by the model card. `example` is a real input batch (B, C, H, W) of the dataset's images
+    in the model's input normalisation; it fixes the exported spatial size and is used for the
+    checks. `input_pad` zero-pads every side of the input inside the exported model, as the
+    evaluation did (`trainables.data.pad_for_eval`: Fashion-MNIST's 28x28 images are seen at the
+    32x32 training geometry), so users feed the dataset's own images.
     """
     name = check_export_name(model_cfg.name)
     out = check_writable_dir(out_dir)
@@ -185,19 +202,22 @@ def export_model(
             f"example: expected a batch shaped (B, {model_cfg.in_channels}, H, W), "
             f"got {tuple(example.shape)}"
         )
-    model = LruNet(model_cfg)
-    model.load_state_dict(dict(state_dict), strict=True)
-    model.eval()
+    if isinstance(input_pad, bool) or not isinstance(input_pad, int) or input_pad < 0:
+        raise ValueError(f"input_pad: expected an integer >= 0, got {input_pad!r}")
+    net = LruNet(model_cfg)
+    net.load_state_dict(dict(state_dict), strict=True)
+    net.eval()
+    model = PadInput(net, input_pad).eval() if input_pad else net
     example = example.detach().to(torch.float32).cpu().contiguous()
 
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.partial-", dir=out))
     try:
-        weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        weights = {k: v.detach().cpu() for k, v in net.state_dict().items()}
         torch.save(weights, tmp / WEIGHTS_FILE)
         _write_torchscript(model, example, tmp / TORCHSCRIPT_FILE)
         _write_onnx(model, example, tmp / ONNX_FILE)
         diffs = verify_export(model, tmp, example, atol=atol)
-        counts = _counts(model_cfg, model, int(example.shape[-1]))
+        counts = _counts(model_cfg, net, int(example.shape[-1]))
         info = {
             "name": name,
             "architecture": model_cfg.to_dict(),
@@ -206,6 +226,7 @@ def export_model(
             "input": {
                 "shape": [-1, *map(int, example.shape[1:])],
                 "dtype": "float32",
+                "pad": input_pad,
                 "normalisation": metadata.get("normalisation", "pixels / 255, no mean/std"),
             },
             "counts": counts,
@@ -285,6 +306,13 @@ def model_card(model_cfg: LruNetConfig, info: Mapping[str, Any]) -> str:
         f'"{model_cfg.shuffle}", {model_cfg.sharing} weights, {model_cfg.depth} convolution '
         "layers on the forward path)."
     )
+    pad = int(info["input"].get("pad", 0))
+    if pad:
+        intro += (
+            f" The exported model zero-pads its {h}x{w} input by {pad} pixels on every side, to "
+            f"the {h + 2 * pad}x{w + 2 * pad} geometry it was trained at, before the network "
+            "(as the evaluation did); feed it the dataset's own images."
+        )
     provenance = (
         "Validation accuracy is measured on the search's held-out split of the training data; "
         "test accuracy on the dataset's official test split, at export."
@@ -306,7 +334,7 @@ def model_card(model_cfg: LruNetConfig, info: Mapping[str, Any]) -> str:
 | | |
 |---|---|
 | parameters | {counts["params"]:,} |
-| MFLOPs (paper convention) | {counts["mflops"]:.2f} |
+| MFLOPs (paper convention, {h}x{w}) | {counts["mflops"]:.2f} |
 | validation accuracy | {val} |
 | test accuracy | {acc(M.TEST_ACC, metrics)} |
 | input | float32 tensor (batch, {c}, {h}, {w}); batch size is free |
@@ -474,7 +502,8 @@ def _write_onnx(model: torch.nn.Module, example: torch.Tensor, path: Path) -> No
 
 
 def _counts(cfg: LruNetConfig, model: LruNet, input_size: int) -> dict[str, Any]:
-    """Analytic counts at the exported input size (Fashion-MNIST trains at 32, tests at 28)."""
+    """Analytic counts at the dataset's image size, the paper's convention (Fashion-MNIST at 28x28
+    even though the network sees it padded to 32x32)."""
     from lrunet.counting import count
 
     c = count(cfg.replace(input_size=input_size))

@@ -215,6 +215,37 @@ def test_failed_check_leaves_previous_export_untouched_and_no_partial_folder(tra
     assert yaml.safe_load((folder / "config.yaml").read_text())["metrics"][M.VAL_ACC] == 3.0
 
 
+@pytest.mark.timeout(300)
+def test_input_padding_is_inside_the_exported_model(trained, tmp_path):
+    """Fashion-MNIST style: 28x28 images, evaluated zero-padded to the 32x32 training geometry."""
+    import onnxruntime as ort
+
+    cfg, model, data = trained
+    raw = data.test_x[:64, :, 2:30, 2:30].float() / 255  # 28x28 images
+    folder = export_model(
+        cfg,
+        model.state_dict(),
+        tmp_path,
+        recipe=RECIPE,
+        example=raw,
+        input_pad=2,
+        metadata={"dataset": "padded"},
+    )
+    with torch.no_grad():
+        want = model(F.pad(raw, (2, 2, 2, 2)))
+        got_ts = torch.jit.load(str(folder / "model.torchscript.pt"))(raw)
+    session = ort.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
+    assert session.get_inputs()[0].shape[1:] == [1, 28, 28]
+    got_onnx = session.run(["logits"], {"input": raw.numpy()})[0]
+    assert (got_ts - want).abs().max() <= 1e-4
+    assert np.abs(got_onnx - want.numpy()).max() <= 1e-4
+    info = yaml.safe_load((folder / "config.yaml").read_text())
+    assert info["input"]["shape"] == [-1, 1, 28, 28] and info["input"]["pad"] == 2
+    weights = torch.load(folder / "weights.pt", weights_only=True)
+    assert weights.keys() == model.state_dict().keys()  # the bare network's, no wrapper prefix
+    assert "zero-pads its 28x28 input by 2" in " ".join((folder / CARD_FILE).read_text().split())
+
+
 def test_export_names_cannot_escape_the_output_folder():
     for ok in ("14-LruNet-1x", "2.4.8.14-LruNet-1.25x-g4-snone-d0.7-untied"):
         assert check_export_name(ok) == ok
