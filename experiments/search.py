@@ -14,6 +14,7 @@ import re
 import shlex
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -125,7 +126,9 @@ def _storage_root(o: SearchOptions) -> str:
 
 
 def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-") or "search"
+    """A folder name made from user text: no separators, never '.', '..' or hidden, so the
+    search's folder stays inside --storage-path."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-.") or "search"
 
 
 def _choose_scheduler(o: SearchOptions, spec: SearchSpec, max_epochs: int):
@@ -162,7 +165,20 @@ def _choose_scheduler(o: SearchOptions, spec: SearchSpec, max_epochs: int):
     )
 
 
+def _ray_token_available() -> bool:
+    if os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH"):
+        return True
+    return (Path.home() / ".ray" / "auth_token").is_file()
+
+
 def init_ray(address: str | None, cpus_hint: float) -> None:
+    """Join the cluster at `address` (or RAY_ADDRESS), else start a local Ray.
+
+    A local Ray has no dashboard and uses Ray's token authentication (Ray's default for a new
+    local cluster). When joining a cluster with a token at hand (~/.ray/auth_token,
+    RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH) and RAY_AUTH_MODE unset, token mode is switched on:
+    without it the driver would be refused by a token-protected cluster.
+    """
     import ray
 
     if ray.is_initialized():
@@ -170,29 +186,39 @@ def init_ray(address: str | None, cpus_hint: float) -> None:
     address = address or os.environ.get("RAY_ADDRESS")
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
     if address:
+        if "RAY_AUTH_MODE" not in os.environ and _ray_token_available():
+            os.environ["RAY_AUTH_MODE"] = "token"
         try:
             ray.init(address=address, log_to_driver=True)
         except (ConnectionError, RuntimeError, ValueError) as e:
             raise ConnectionError(
                 f"cannot join the Ray cluster at {address!r} "
-                f"({str(e).strip().splitlines()[0][:200]}); start it with 'ray start --head' "
-                "or drop --address to run locally"
+                f"({str(e).strip().splitlines()[0][:200]}); start it with "
+                "'RAY_AUTH_MODE=token ray start --head', copy the head's ~/.ray/auth_token to "
+                "this machine, or drop --address to run locally"
             ) from None
     else:
         ray.init(include_dashboard=False, log_to_driver=True)
 
 
-def _model_writer(dataset: str):
-    """Writes a finished trial's model file from its last checkpoint (driver side)."""
-    import tempfile
+class ModelWriter:
+    """Writes a finished trial's model file from its last checkpoint (driver side).
 
-    from experiments.export import save_model_file
-    from lrunet.config import LruNetConfig
-    from lrunet.recipe import Recipe
-    from trainables.checkpoint import load_checkpoint
-    from trainables.trainable import CHECKPOINT_FILE
+    A module-level class, so the MLflow callback that holds it pickles by reference into Tune's
+    experiment state and still works after `--resume`."""
 
-    def write(trial, path: Path) -> bool:
+    def __init__(self, dataset: str) -> None:
+        self.dataset = dataset
+
+    def __call__(self, trial, path: Path) -> bool:
+        import tempfile
+
+        from experiments.export import save_model_file
+        from lrunet.config import LruNetConfig
+        from lrunet.recipe import Recipe
+        from trainables.checkpoint import load_checkpoint
+        from trainables.trainable import CHECKPOINT_FILE
+
         ckpt = trial.checkpoint
         if ckpt is None:
             return False
@@ -209,12 +235,21 @@ def _model_writer(dataset: str):
             LruNetConfig.from_dict(state["config"]),
             Recipe(**state["recipe"]),
             state["model"],
-            dataset,
+            self.dataset,
             metrics,
         )
         return True
 
-    return write
+
+RESUMED_OPTIONS = (
+    "searcher",
+    "scheduler",
+    "cpus_per_trial",
+    "gpus_per_trial",
+    "max_concurrent",
+    "max_failures",
+    "seed",
+)
 
 
 def run_search(o: SearchOptions) -> SearchResult:
@@ -231,6 +266,9 @@ def run_search(o: SearchOptions) -> SearchResult:
     if o.resume:
         state = _resume_state(client, o.resume)
         o.space = state["space_path"]
+        for k in RESUMED_OPTIONS:  # the interrupted search's settings, not today's defaults
+            if k in state.get("options", {}):
+                setattr(o, k, state["options"][k])
         spec = load_space(state["space_path"], state["overrides"])
         experiment_name = o.resume
     else:
@@ -254,6 +292,7 @@ def run_search(o: SearchOptions) -> SearchResult:
             f"recipe.epochs {spec.fixed['epochs']} is below training.max_epochs "
             f"{max_epochs}; trials cannot train past their LR schedule"
         )
+    root = None if o.resume else _storage_root(o)
     exp_id = tracking.get_or_create_experiment(
         client, experiment_name, tracking.default_artifact_location(uri)
     )
@@ -262,8 +301,8 @@ def run_search(o: SearchOptions) -> SearchResult:
         parent_id = state["parent_run_id"]
         storage_dir = state["storage_dir"]
         client.update_run(parent_id, status="RUNNING")
+        client.set_tag(parent_id, "search_status", "resumed")
     else:
-        root = _storage_root(o)
         run_name = f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
         storage_dir = f"{root.rstrip('/')}/{_slug(experiment_name)}/{run_name}"
         parent = client.create_run(
@@ -278,9 +317,6 @@ def run_search(o: SearchOptions) -> SearchResult:
         )
         parent_id = parent.info.run_id
         _log_parent(client, parent_id, o, spec, storage_dir)
-
-    search = _build(o, spec, client, exp_id, parent_id, max_epochs, storage_dir)
-    if not o.resume:
         state = {
             "parent_run_id": parent_id,
             "space_path": str(Path(_space_file(spec)).resolve()),
@@ -291,8 +327,11 @@ def run_search(o: SearchOptions) -> SearchResult:
         }
         _write_state(client, parent_id, state)
 
+    def build() -> dict[str, Any]:
+        return _build(o, spec, client, exp_id, parent_id, max_epochs, storage_dir)
+
     try:
-        _fit(o, spec, search, storage_dir, max_epochs, data_dir)
+        _fit(o, spec, build, storage_dir, max_epochs, data_dir)
     except BaseException:
         client.set_tag(parent_id, "search_status", "interrupted")
         client.set_terminated(parent_id, "KILLED")
@@ -303,14 +342,12 @@ def run_search(o: SearchOptions) -> SearchResult:
     log_front(client, parent_id, front)
     client.set_tag(parent_id, "search_status", "finished")
     client.set_terminated(parent_id, "FINISHED")
+    infeasible = sum(
+        r.data.tags.get(tracking.STATUS_TAG) == tracking.INFEASIBLE
+        for r in tracking.trial_runs(client, parent_id, exp_id)
+    )
     return SearchResult(
-        experiment_name,
-        parent_id,
-        uri,
-        storage_dir,
-        front,
-        search["searcher"].infeasible,
-        time.time() - t0,
+        experiment_name, parent_id, uri, storage_dir, front, infeasible, time.time() - t0
     )
 
 
@@ -375,14 +412,17 @@ def _resume_state(client, experiment_name: str) -> dict[str, Any]:
             f"the newest search of {experiment_name!r} ({parent.info.run_name}) "
             "already finished; start a new one with --space"
         )
-    import mlflow.artifacts
+    import tempfile
 
     try:
-        text = mlflow.artifacts.load_text(f"runs:/{parent.info.run_id}/{STATE_FILE}")
+        with tempfile.TemporaryDirectory(prefix="lrunet-resume-") as d:
+            local = client.download_artifacts(parent.info.run_id, STATE_FILE, d)
+            text = Path(local).read_text()
     except Exception as e:
         raise ValueError(
-            f"search run {parent.info.run_id} has no {STATE_FILE} "
-            f"({str(e).splitlines()[0][:120]}); it cannot be resumed"
+            f"search run {parent.info.run_id} has no readable {STATE_FILE} "
+            f"({tracking._first_line(e)[:120]}); it cannot be resumed, "
+            "start a new search with --space"
         ) from None
     state = json.loads(text)
     if not Path(state["space_path"]).is_file():
@@ -411,7 +451,7 @@ def _build(
         dataset=spec.dataset,
         geometry=spec.geometry,
         max_epochs=max_epochs,
-        model_writer=_model_writer(spec.dataset),
+        model_writer=ModelWriter(spec.dataset),
     )
     searcher = build_searcher(
         o.searcher,
@@ -434,7 +474,7 @@ def _build(
 def _fit(
     o: SearchOptions,
     spec: SearchSpec,
-    search: dict[str, Any],
+    build: Callable[[], dict[str, Any]],
     storage_dir: str,
     max_epochs: int,
     data_dir: str | None,
@@ -444,14 +484,19 @@ def _fit(
     from trainables.trainable import RUN_KEY, make_trainable
 
     init_ray(o.address, o.cpus_per_trial)
+    # Tune saves its experiment state (what --resume restarts from) after every trial
+    # checkpoint (num_to_keep=1 below), so a killed driver costs at most the epoch in flight.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     trainable = make_trainable(o.cpus_per_trial, o.gpus_per_trial)
     root, name = storage_dir.rsplit("/", 1)
     if o.resume and tune.Tuner.can_restore(storage_dir):
+        # searcher, scheduler and MLflow callback come back from the experiment state
         tuner = tune.Tuner.restore(
             storage_dir, trainable=trainable, resume_unfinished=True, resume_errored=True
         )
         tuner.fit()
         return
+    search = build()
     run = {
         "dataset": spec.dataset,
         "data_dir": data_dir,
@@ -472,7 +517,7 @@ def _fit(
         storage_path=root,
         callbacks=[search["callback"]],
         failure_config=tune.FailureConfig(max_failures=o.max_failures),
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
         verbose=o.verbose,
     )
     tuner = tune.Tuner(

@@ -13,9 +13,12 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 import random
+import tempfile
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from ray.tune.search import Searcher
@@ -143,21 +146,31 @@ class BudgetedSearcher(Searcher):
         self.inner.on_trial_complete(inner_id, result=result, error=error)
 
     def save(self, checkpoint_path: str) -> None:
-        self.inner.save(checkpoint_path + ".inner")
+        # One file holding the inner searcher's state too: Tune copies only *.pkl / *.json
+        # files between the driver's staging folder and the storage, so a side file would be
+        # missing after a driver crash and `--resume` could not restore the searcher.
+        with tempfile.TemporaryDirectory(prefix="lrunet-searcher-") as d:
+            inner = os.path.join(d, "inner.pkl")
+            self.inner.save(inner)
+            blob = Path(inner).read_bytes()
         with open(checkpoint_path, "wb") as f:
             pickle.dump(
                 {
                     "infeasible": self.infeasible,
                     "rejected": self._rejected,
                     "inner_id": self._inner_id,
+                    "inner": blob,
                 },
                 f,
             )
 
     def restore(self, checkpoint_path: str) -> None:
-        self.inner.restore(checkpoint_path + ".inner")
         with open(checkpoint_path, "rb") as f:
-            state = pickle.load(f)
+            state = pickle.load(f)  # Tune's own searcher checkpoint, written by `save`
+        with tempfile.TemporaryDirectory(prefix="lrunet-searcher-") as d:
+            inner = os.path.join(d, "inner.pkl")
+            Path(inner).write_bytes(state["inner"])
+            self.inner.restore(inner)
         self.infeasible, self._rejected = state["infeasible"], state["rejected"]
         self._inner_id = state["inner_id"]
 
