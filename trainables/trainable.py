@@ -28,6 +28,7 @@ from trainables.loop import Trainer
 
 RUN_KEY = "_run"
 CHECKPOINT_FILE = "checkpoint.pt"
+NODE_ID = "node_id"  # result key: the Ray node that trained the epoch (a text, not a metric)
 
 
 @dataclass(frozen=True)
@@ -135,6 +136,15 @@ def _assigned_cpus() -> int | None:
     return max(1, int(n)) if n else None
 
 
+def _node_id() -> str:
+    import ray
+
+    try:
+        return ray.get_runtime_context().get_node_id()
+    except Exception:  # not inside a Ray worker
+        return ""
+
+
 def train_lrunet(config: dict[str, Any]) -> None:
     """Ray Tune function trainable: train, report every epoch, checkpoint, resume."""
     from ray import tune
@@ -145,8 +155,9 @@ def train_lrunet(config: dict[str, Any]) -> None:
         with checkpoint.as_directory() as d:
             trainer.load_checkpoint(Path(d) / CHECKPOINT_FILE)
     last = spec.max_epochs or trainer.recipe.epochs
+    node = _node_id()
     while trainer.epoch < last:
-        result = trainer.train_epoch()
+        result = {**trainer.train_epoch(), NODE_ID: node}
         if trainer.epoch % spec.checkpoint_every == 0 or trainer.epoch == last:
             with tempfile.TemporaryDirectory(prefix="lrunet-ckpt-") as d:
                 trainer.save_checkpoint(Path(d) / CHECKPOINT_FILE)
