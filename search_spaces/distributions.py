@@ -117,7 +117,37 @@ class Choice:
 
 
 @dataclass(frozen=True)
-class RandInt:
+class _Range:
+    """A distribution over an interval [lo, hi] (bounds readable as `low`/`high`)."""
+
+    lo: float
+    hi: float
+
+    @property
+    def low(self) -> float:
+        return self.lo
+
+    @property
+    def high(self) -> float:
+        return self.hi
+
+
+@dataclass(frozen=True)
+class _Continuous(_Range):
+    """A range with infinitely many values: no grid, no size."""
+
+    is_finite = False
+
+    def values(self) -> None:
+        return None
+
+    @property
+    def size(self) -> None:
+        return None
+
+
+@dataclass(frozen=True)
+class RandInt(_Range):
     """An integer in lo..hi, both ends included."""
 
     lo: int
@@ -136,14 +166,6 @@ class RandInt:
     def size(self) -> int:
         return self.hi - self.lo + 1
 
-    @property
-    def low(self) -> int:
-        return self.lo
-
-    @property
-    def high(self) -> int:
-        return self.hi
-
     def to_tune(self) -> Any:
         return ray_randint(self.lo, self.hi)
 
@@ -157,32 +179,13 @@ class RandInt:
 
 
 @dataclass(frozen=True)
-class Uniform:
+class Uniform(_Continuous):
     """A real number in [lo, hi]."""
 
-    lo: float
-    hi: float
-
     kind = "uniform"
-    is_finite = False
 
     def sample(self, rng: random.Random) -> float:
         return rng.uniform(self.lo, self.hi)
-
-    def values(self) -> None:
-        return None
-
-    @property
-    def size(self) -> None:
-        return None
-
-    @property
-    def low(self) -> float:
-        return self.lo
-
-    @property
-    def high(self) -> float:
-        return self.hi
 
     def to_tune(self) -> Any:
         from ray import tune
@@ -199,33 +202,14 @@ class Uniform:
 
 
 @dataclass(frozen=True)
-class LogUniform:
+class LogUniform(_Continuous):
     """A real number in [lo, hi] whose logarithm is uniform (0 < lo)."""
 
-    lo: float
-    hi: float
-
     kind = "loguniform"
-    is_finite = False
 
     def sample(self, rng: random.Random) -> float:
         v = math.exp(rng.uniform(math.log(self.lo), math.log(self.hi)))
         return min(max(v, self.lo), self.hi)  # exp(log(x)) may round just outside
-
-    def values(self) -> None:
-        return None
-
-    @property
-    def size(self) -> None:
-        return None
-
-    @property
-    def low(self) -> float:
-        return self.lo
-
-    @property
-    def high(self) -> float:
-        return self.hi
 
     def to_tune(self) -> Any:
         from ray import tune
@@ -242,7 +226,7 @@ class LogUniform:
 
 
 @dataclass(frozen=True)
-class QUniform:
+class QUniform(_Range):
     """One of lo, lo + q, ..., hi, equally likely; lo and hi are multiples of q.
 
     Ray Tune's `quniform` samples the multiples of q between its bounds and includes the upper one,
@@ -250,8 +234,6 @@ class QUniform:
     three agree.
     """
 
-    lo: float
-    hi: float
     q: float
 
     kind = "quniform"
@@ -268,14 +250,6 @@ class QUniform:
     @property
     def size(self) -> int:
         return round((self.hi - self.lo) / self.q) + 1
-
-    @property
-    def low(self) -> float:
-        return self.lo
-
-    @property
-    def high(self) -> float:
-        return self.hi
 
     def to_tune(self) -> Any:
         from ray import tune
