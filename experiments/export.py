@@ -32,6 +32,7 @@ import yaml
 
 from lrunet import metrics as M
 from lrunet.config import LruNetConfig
+from lrunet.io import load_torch, save_torch
 from lrunet.model import LruNet
 from lrunet.recipe import Recipe, flat_trial_config
 
@@ -81,9 +82,7 @@ def save_model_file(
         "dataset": str(dataset),
         "metrics": {str(k): float(v) for k, v in metrics.items()},
     }
-    buf = io.BytesIO()
-    torch.save(payload, buf)
-    _atomic_write_bytes(path, buf.getvalue())
+    save_torch(payload, path)
     return path
 
 
@@ -91,16 +90,7 @@ def load_model_file(path: str | os.PathLike) -> ModelFile:
     """Read a file written by `save_model_file`. A corrupt, truncated or foreign file raises
     ValueError naming the file."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"model file {path} does not exist")
-    try:
-        raw = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises RuntimeError, UnpicklingError, EOFError, ...
-        raise ValueError(
-            f"model file {path} is corrupt or truncated ({type(e).__name__}: "
-            f"{str(e).splitlines()[0] if str(e) else 'no detail'}); re-run the trial or pick "
-            "another run"
-        ) from None
+    raw = load_torch(path, "model file", "re-run the trial or pick another run")
     if not isinstance(raw, dict) or set(raw) != set(MODEL_FILE_KEYS):
         keys = sorted(raw) if isinstance(raw, dict) else type(raw).__name__
         raise ValueError(
@@ -533,21 +523,6 @@ def _swap_into_place(new: Path, final: Path) -> None:
         raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink()
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def _plain(v: Any) -> Any:

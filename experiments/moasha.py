@@ -52,7 +52,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -63,6 +62,7 @@ from ray.tune.experiment import Trial
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
 from experiments.pareto import MODES, crowding_distance, pareto_ranks
+from lrunet.io import atomic_write_bytes
 
 if TYPE_CHECKING:
     from ray.tune.execution.tune_controller import TuneController
@@ -272,17 +272,7 @@ class MOASHAScheduler(FIFOScheduler):
 
     def save(self, checkpoint_path: str) -> None:
         """Write the recorded rungs and stops as JSON, atomically."""
-        folder = os.path.dirname(os.path.abspath(checkpoint_path))
-        os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".moasha-", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(self._state(), f)
-            os.replace(tmp, checkpoint_path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        atomic_write_bytes(checkpoint_path, json.dumps(self._state()).encode())
 
     def restore(self, checkpoint_path: str) -> None:
         """Load state written by :meth:`save` by a scheduler with the same settings."""

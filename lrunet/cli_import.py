@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import tempfile
 from pathlib import Path
 
-import torch
-
 from lrunet.counting import count
+from lrunet.io import save_torch
 from lrunet.reference import load_reference
 
 
@@ -27,22 +25,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def save_weights(path: str | os.PathLike, payload: dict) -> Path:
-    """torch.save to a temp file in the same folder, then rename: no half-written file."""
+    """Write the converted weights atomically, after checking the destination."""
     path = Path(path)
     if path.is_dir():
         raise IsADirectoryError(21, "output is a directory, give a file name", str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     if not os.access(path.parent, os.W_OK):
         raise PermissionError(13, "output folder is not writable", str(path.parent))
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return save_torch(payload, path)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -11,12 +11,12 @@ and input channels from the classifier and the stem.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from lrunet.config import NUM_STAGES, LruNetConfig
+from lrunet.io import load_torch
 from lrunet.model import LruNet
 
 # Geometry the authors trained each dataset at (LRUNET_SPEC.md §3); counted at eval geometry.
@@ -28,18 +28,8 @@ REFERENCE_GEOMETRY = {
 
 
 def load_checkpoint_file(path: str | os.PathLike) -> dict[str, Any]:
-    """`torch.load(path, weights_only=True)`, with one-line errors for missing or corrupt files."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist (check the path)")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # any failure to read the file means it is not a usable checkpoint
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ValueError(
-            f"checkpoint {str(path)!r} is corrupt, truncated or not a weights-only torch file "
-            f"({first[:160]}); re-download or re-create it"
-        ) from None
+    """A released checkpoint as a dict (one-line errors for missing or corrupt files)."""
+    obj = load_torch(path, "checkpoint", "re-download or re-create it")
     if not isinstance(obj, dict):
         raise ValueError(f"checkpoint {str(path)!r} holds a {type(obj).__name__}, not a dict")
     return obj

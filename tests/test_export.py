@@ -271,7 +271,7 @@ def test_model_file_round_trips_and_corruption_names_the_file(tmp_path):
     blob = path.read_bytes()
     truncated = tmp_path / "truncated.pt"
     truncated.write_bytes(blob[: len(blob) // 2])
-    with pytest.raises(ValueError, match="truncated.pt is corrupt or truncated"):
+    with pytest.raises(ValueError, match="truncated.pt' is corrupt, truncated"):
         load_model_file(truncated)
     other = tmp_path / "other.pt"
     torch.save({"net": state}, other)

@@ -28,13 +28,14 @@ import hashlib
 import os
 import pickle
 import struct
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from lrunet.io import save_torch
 
 SPLIT_SEED = 20190521  # validation split and subsets; never the trial seed
 VAL_FRACTION = 0.1
@@ -303,11 +304,7 @@ def _load_file_cached(name: str, files: list[Path]) -> Dataset:
         "source": data.source,
     }
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
-            torch.save(blob, f)
-        os.replace(tmp, path)
+        save_torch(blob, path)
     except OSError:  # a read-only or full cache only costs the decoding time next time
         pass
     return data

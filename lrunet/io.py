@@ -1,0 +1,63 @@
+"""Files that matter, written and read one way: atomically, and without unpickling code.
+
+Every checkpoint, weight file and cache in this project is a dict of tensors and plain Python
+values, saved with `save_torch` (a temp file in the same folder, fsync, then rename, so a crash
+never leaves a half-written file) and read with `load_torch` (`torch.load(weights_only=True)`; a
+missing file is a FileNotFoundError and an unreadable one a ValueError naming it and the fix).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write `data` to `path` via a temp file in the same folder and `os.replace`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def save_torch(obj: Any, path: str | os.PathLike) -> Path:
+    """`torch.save` to `path` atomically."""
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def load_torch(
+    path: str | os.PathLike, what: str = "checkpoint", fix: str = "re-create it"
+) -> Any:
+    """`torch.load(path, weights_only=True)` on the CPU, with one-line errors.
+
+    `what` names the file in messages ("checkpoint", "model file", ...), `fix` says what to do.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} {str(path)!r} does not exist (check the path)")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated zip, bad pickle, disallowed global: all mean "unusable"
+        detail = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        raise ValueError(
+            f"{what} {str(path)!r} is corrupt, truncated or not a weights-only torch file "
+            f"({detail}); {fix}"
+        ) from None
