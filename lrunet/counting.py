@@ -112,6 +112,10 @@ def count_by_hooks(model, input_size: int | None = None) -> Counts:
 
     kinds = (nn.Conv2d, nn.BatchNorm2d, nn.MaxPool2d, nn.AdaptiveAvgPool2d, nn.AvgPool2d)
     handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, kinds)]
+    # the CPU fast path (lrunet.fast) calls no submodules: measure the plain pass instead
+    plain = [m for m in model.modules() if hasattr(m, "forward_plain")]
+    for m in plain:
+        m.forward = m.forward_plain
     was_training = model.training
     try:
         model.eval()
@@ -121,6 +125,8 @@ def count_by_hooks(model, input_size: int | None = None) -> Counts:
         model.train(was_training)
         for h in handles:
             h.remove()
+        for m in plain:
+            del m.forward
     params = sum(p.numel() for p in model.parameters() if p.requires_grad)
     conv_params = sum(
         p.numel()
