@@ -171,6 +171,39 @@ def _ray_token_available() -> bool:
     return (Path.home() / ".ray" / "auth_token").is_file()
 
 
+def _token_auth_if_available() -> None:
+    """RAY_AUTH_MODE=token when unset and a token is at hand (see `init_ray`)."""
+    if "RAY_AUTH_MODE" in os.environ or not _ray_token_available():
+        return
+    os.environ["RAY_AUTH_MODE"] = "token"
+    if "ray" in sys.modules:  # Ray caches its config when imported: refresh it, as Ray does
+        try:
+            from ray._raylet import Config
+
+            Config.initialize("")
+        except (ImportError, AttributeError):
+            pass
+
+
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail fast when nothing listens at a HOST:PORT cluster address (Ray itself keeps retrying
+    for minutes)."""
+    import socket
+
+    host, sep, port = address.split("://", 1)[-1].rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        return  # "auto", a bare host...: left to Ray
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            pass
+    except OSError as e:
+        raise ConnectionError(
+            f"cannot join the Ray cluster at {address!r}: nothing answers on {host}:{port} "
+            f"({e.strerror or e}); start the head with 'ray start --head --port {port}' "
+            "(see docs/cluster.md) or drop --address to run locally"
+        ) from None
+
+
 def init_ray(address: str | None, cpus_hint: float) -> None:
     """Join the cluster at `address` (or RAY_ADDRESS), else start a local Ray.
 
@@ -186,8 +219,7 @@ def init_ray(address: str | None, cpus_hint: float) -> None:
     address = address or os.environ.get("RAY_ADDRESS")
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
     if address:
-        if "RAY_AUTH_MODE" not in os.environ and _ray_token_available():
-            os.environ["RAY_AUTH_MODE"] = "token"
+        _token_auth_if_available()
         try:
             ray.init(address=address, log_to_driver=True)
         except (ConnectionError, RuntimeError, ValueError) as e:
@@ -256,6 +288,10 @@ def run_search(o: SearchOptions) -> SearchResult:
     """Run (or, with `o.resume`, continue) a search and return its front."""
     t0 = time.time()
     _check_flags(o)
+    address = o.address or os.environ.get("RAY_ADDRESS")
+    if address:
+        _check_reachable(address)
+        _token_auth_if_available()
     uri = (
         o.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or tracking.default_tracking_uri()
     )
