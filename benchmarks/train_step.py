@@ -8,9 +8,10 @@ yardstick is `benchmarks.reference_net.ReferenceLruNet`, the paper's ops in the 
 contiguous tensors. Before timing, the weights of one are copied into the other and their outputs
 and gradients are compared (train and eval mode); the run stops if they differ.
 
-Timing: warm-up steps, then `--steps` timed steps per model, the models interleaved, repeated
-`--repeats` times; the figure is the median over repeats. Ratios from one run are what to compare:
-the machine may be shared, and interleaving exposes every model to the same load.
+Timing: warm-up steps, then `--steps` timed steps per model, interleaved step by step (A B C A B
+C ...) so that every model sees the same load; each figure is batch / median step time, with the
+interquartile range of the per-step rates beside it. Ratios from one run are what to compare: on a
+shared machine a load spike slows single steps, which the median discards.
 
     python benchmarks/train_step.py              # 1-, 8-, 14-LruNet-1x, batch 128, 2 threads
     python benchmarks/train_step.py --quick --models 14
@@ -64,7 +65,7 @@ class Contender:
         self.model = model.to(memory_format=memory_format).train()
         self.memory_format = memory_format
         self.opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
-        self.rates: list[float] = []
+        self.times: list[float] = []
 
     def step(self, x: torch.Tensor, y: torch.Tensor) -> None:
         x = x.contiguous(memory_format=self.memory_format)  # the trainer converts every batch
@@ -72,13 +73,15 @@ class Contender:
         F.cross_entropy(self.model(x), y).backward()
         self.opt.step()
 
-    def time(self, x: torch.Tensor, y: torch.Tensor, steps: int) -> float:
+    def timed_step(self, x: torch.Tensor, y: torch.Tensor) -> None:
         start = time.perf_counter()
-        for _ in range(steps):
-            self.step(x, y)
-        rate = steps * x.shape[0] / (time.perf_counter() - start)
-        self.rates.append(rate)
-        return rate
+        self.step(x, y)
+        self.times.append(time.perf_counter() - start)
+
+    def rate(self, batch: int) -> tuple[float, float, float]:
+        """Images/s at the median step time, and at the 75th and 25th percentile times."""
+        q1, median, q3 = statistics.quantiles(self.times, n=4, method="inclusive")
+        return batch / median, batch / q3, batch / q1
 
 
 def plain_path(model: LruNet) -> LruNet:
@@ -157,17 +160,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--warmup", type=int, default=2, help="untimed steps per model")
-    p.add_argument("--steps", type=int, default=5, help="timed steps per model and repeat")
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--quick", action="store_true", help="1 warm-up, 2 steps, 2 repeats")
+    p.add_argument("--steps", type=int, default=10, help="timed steps per model")
+    p.add_argument("--quick", action="store_true", help="1 warm-up step, 3 timed steps")
     p.add_argument(
         "--ablations",
         action="store_true",
-        help="also time channels_last alone and the fast path on NCHW",
+        help="also time channels_last alone, the fast path on NCHW, the plain path on NHWC",
     )
     args = p.parse_args(argv)
     if args.quick:
-        args.warmup, args.steps, args.repeats = 1, 2, 2
+        args.warmup, args.steps = 1, 3
     try:
         reuses = [int(n) for n in args.models.split(",")]
     except ValueError:
@@ -179,8 +181,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{torch.get_num_threads()} threads, mkldnn {torch.backends.mkldnn.is_available()}"
     )
     print(
-        f"batch {args.batch}, 3x32x32, warm-up {args.warmup}, {args.steps} steps x "
-        f"{args.repeats} repeats (median), load average at start: {load()}"
+        f"batch {args.batch}, 3x32x32, warm-up {args.warmup}, {args.steps} timed steps per "
+        f"model (median), load average at start: {load()}"
     )
     gen = torch.Generator().manual_seed(0)
     x = torch.rand(args.batch, 3, 32, 32, generator=gen)
@@ -193,14 +195,17 @@ def main(argv: list[str] | None = None) -> int:
         for m in models:
             for _ in range(args.warmup):
                 m.step(x, y)
-        for r in range(args.repeats):
-            line = ", ".join(f"{m.time(x, y, args.steps):.1f}" for m in models)
-            print(f"  repeat {r + 1}: {line} images/s")
-        base = statistics.median(models[0].rates)
+        for _ in range(args.steps):
+            for m in models:
+                m.timed_step(x, y)
+        base = models[0].rate(args.batch)[0]
         for m in models:
-            rate = statistics.median(m.rates)
-            print(f"  {m.label:36s} {rate:8.1f} images/s  {rate / base:5.2f}x")
-        summary.append((cfg.name, base, statistics.median(models[1].rates)))
+            rate, lo, hi = m.rate(args.batch)
+            print(
+                f"  {m.label:36s} {rate:8.1f} images/s (IQR {lo:.1f}-{hi:.1f})  "
+                f"{rate / base:5.2f}x"
+            )
+        summary.append((cfg.name, base, models[1].rate(args.batch)[0]))
     print(f"load average at end: {load()}")
     print("\nmodel           reference img/s   LruNet img/s   speed-up")
     for name, base, fast in summary:
