@@ -16,6 +16,7 @@ restarted trial resumes from `tune.get_checkpoint()`. Ray is imported only when 
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -148,6 +149,9 @@ def _node_id() -> str:
 def train_lrunet(config: dict[str, Any]) -> None:
     """Ray Tune function trainable: train, report every epoch, checkpoint, resume."""
     from ray import tune
+
+    # one INFO line per checkpoint per trial drowns Tune's progress table in the driver's terminal
+    logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)
 
     trainer, spec = build_trainer(config, cpus=_assigned_cpus())
     checkpoint = tune.get_checkpoint()
