@@ -12,6 +12,7 @@ Set LRUNET_DEBUG=1 to see the traceback instead.
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import os
 import sys
@@ -40,12 +41,18 @@ USER_ERRORS = (
 )
 
 
-def get_args_parser(command: str):
-    import argparse
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (its default prints the usage block first), still exit 2."""
 
+    def error(self, message: str):
+        help_cmd = "launch.py --help" if self.prog == "launch.py" else f"{self.prog} --help"
+        self.exit(2, f"{self.prog}: error: {message} (see 'python {help_cmd}')\n")
+
+
+def get_args_parser(command: str):
     module = importlib.import_module(COMMANDS[command][0])
     prog = "launch.py" if command == "search" else f"launch.py {command}"
-    parser = argparse.ArgumentParser(prog=prog, description=COMMANDS[command][1])
+    parser = _Parser(prog=prog, description=COMMANDS[command][1])
     module.add_arguments(parser, command) if _takes_command(module) else module.add_arguments(
         parser
     )
@@ -70,6 +77,13 @@ def main(argv: list[str] | None = None) -> int:
         print(_usage())
         print("\nsearch options: python launch.py search --help")
         return 0
+    if argv and not argv[0].startswith("-") and argv[0] not in COMMANDS:
+        print(
+            f"launch.py: error: unknown command {argv[0]!r}; choose one of "
+            f"{', '.join(COMMANDS)}, or run a search with 'python launch.py --space NAME'",
+            file=sys.stderr,
+        )
+        return 2
     command = argv.pop(0) if argv and argv[0] in COMMANDS else "search"
     parser, module = get_args_parser(command)
     args = parser.parse_args(argv)

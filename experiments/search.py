@@ -116,12 +116,15 @@ def _storage_root(o: SearchOptions) -> str:
     if "://" in root:  # s3://, gs://: Ray checks these itself
         return root
     p = Path(root).expanduser().resolve()
+    fix = "pass --storage-path a folder you can write to"
+    if p.exists() and not p.is_dir():
+        raise ValueError(f"--storage-path {p} is a file, not a folder; {fix}")
     try:
         p.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise PermissionError(13, f"cannot create --storage-path ({e.strerror})", str(p)) from None
+        raise ValueError(f"--storage-path {p}: cannot create it ({e.strerror}); {fix}") from None
     if not os.access(p, os.W_OK):
-        raise PermissionError(13, "--storage-path is not writable", str(p))
+        raise ValueError(f"--storage-path {p} is not writable; {fix}")
     return str(p)
 
 
@@ -296,10 +299,10 @@ def run_search(o: SearchOptions) -> SearchResult:
         o.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or tracking.default_tracking_uri()
     )
     tracking.check_tracking_uri(uri)
-    client = tracking.client_for(uri)
 
     state: dict[str, Any] = {}
     if o.resume:
+        client = tracking.client_for(uri)
         state = _resume_state(client, o.resume)
         o.space = state["space_path"]
         for k in RESUMED_OPTIONS:  # the interrupted search's settings, not today's defaults
@@ -329,6 +332,8 @@ def run_search(o: SearchOptions) -> SearchResult:
             f"{max_epochs}; trials cannot train past their LR schedule"
         )
     root = None if o.resume else _storage_root(o)
+    if not o.resume:  # only now: a bad input above must not create or touch the store
+        client = tracking.client_for(uri)
     exp_id = tracking.get_or_create_experiment(
         client, experiment_name, tracking.default_artifact_location(uri)
     )
