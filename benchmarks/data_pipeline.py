@@ -38,9 +38,10 @@ GEOMETRIES = {  # name: (channels, stored size, training crop, flip)
 }
 
 
-def median_time(fn, repeats: int) -> float:
+def median_time(fn, calls: int) -> float:
+    """Median seconds of single calls: robust to load spikes on a shared machine."""
     times = []
-    for _ in range(repeats):
+    for _ in range(calls):
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
@@ -78,9 +79,7 @@ class Batcher:
         return x.contiguous(memory_format=self.fmt), self.train_y[idx]
 
 
-def step_time(
-    cfg: LruNetConfig, x: torch.Tensor, y: torch.Tensor, steps: int, repeats: int
-) -> float:
+def step_time(cfg: LruNetConfig, x: torch.Tensor, y: torch.Tensor, steps: int) -> float:
     """Seconds per training step of the model as the trainer prepares it."""
     model = prepare_for_device(LruNet(cfg), x.device).train()
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
@@ -91,7 +90,7 @@ def step_time(
         opt.step()
 
     step()
-    return median_time(lambda: [step() for _ in range(steps)], repeats) / steps
+    return median_time(step, steps)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -100,12 +99,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--images", type=int, default=50_000, help="training-set size held in memory")
-    p.add_argument("--steps", type=int, default=5, help="timed model steps per repeat")
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--quick", action="store_true", help="2 steps, 2 repeats")
+    p.add_argument("--steps", type=int, default=10, help="timed model steps per model")
+    p.add_argument("--batches", type=int, default=100, help="timed batches per geometry")
+    p.add_argument("--quick", action="store_true", help="3 steps, 30 batches")
     args = p.parse_args(argv)
     if args.quick:
-        args.steps, args.repeats = 2, 2
+        args.steps, args.batches = 3, 30
     try:
         reuses = [int(n) for n in args.models.split(",")]
     except ValueError:
@@ -123,12 +122,11 @@ def main(argv: list[str] | None = None) -> int:
         batcher = Batcher(args.images, args.batch, ch, size, crop, flip, fmt)
         for _ in range(5):
             batcher()
-        # the batch cost is small: median over repeats of the mean of 20 batches
-        t_batch = median_time(lambda b=batcher: [b() for _ in range(20)], args.repeats * 3) / 20
+        t_batch = median_time(batcher, args.batches)
         xb, yb = batcher()
         for n in reuses:
             cfg = LruNetConfig(reuse=n, in_channels=ch, input_size=crop)
-            t_step = step_time(cfg, xb, yb, args.steps, args.repeats)
+            t_step = step_time(cfg, xb, yb, args.steps)
             share = t_batch / (t_batch + t_step)
             rows.append((geo, cfg.name, t_batch, t_step, share))
             print(
