@@ -344,7 +344,7 @@ def run_search(o: SearchOptions) -> SearchResult:
         client.update_run(parent_id, status="RUNNING")
         client.set_tag(parent_id, "search_status", "resumed")
     else:
-        run_name = f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        run_name = _slug(f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}")
         storage_dir = f"{root.rstrip('/')}/{_slug(experiment_name)}/{run_name}"
         parent = client.create_run(
             exp_id,

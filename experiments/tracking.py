@@ -7,14 +7,18 @@ never kept only in memory: a resumed search (`--resume`) reuses the same parent 
 same trial runs instead of opening duplicates, and no run is left RUNNING when the search ends.
 
 Tags on a trial run: `arch` (canonical name), `dataset`, `trial_id`, `status` (running, completed,
-stopped_early, infeasible, failed), `stopped_at_epoch`, `failure_reason`; after the front is
-computed, `pareto` ("true"/"false") and `pareto_rank`. Params: the flat trial config
+stopped_early, infeasible, failed, interrupted), `stopped_at_epoch`, `failure_reason`, `node_id`
+(the Ray node of its latest epoch), `retries` and `last_retry_reason` (a failure Tune retried
+from the last checkpoint), `recomputed_epochs` (epochs trained again after a crash, logged once);
+an infeasible record has `config_hash` and `infeasible_reason` and is kept once per config; after
+the front is computed, `pareto` ("true"/"false") and `pareto_rank`. Params: the flat trial config
 (`lrunet.recipe.TRIAL_KEYS`, per-stage reuse spelled out) plus dataset and geometry. Metrics: every
-numeric metric of `lrunet.metrics` a trial reports, with step = epoch. A completed trial also holds
-`model/model.pt` (`experiments.export.save_model_file`), which `launch.py export` reads.
+numeric metric of `lrunet.metrics` a trial reports, with step = epoch, one value per step. A
+completed trial also holds `model/model.pt` (`experiments.export.save_model_file`), which
+`launch.py export` reads.
 
-If the tracking server goes away mid-run, writes are kept in an in-memory queue and retried on
-every later event and once more (with patience) at the end, so metrics are delayed, not lost.
+If the tracking server goes away mid-run, writes are kept in order in an in-memory queue, retried
+every few seconds and, at the end, for up to `FINAL_FLUSH_S`, so metrics are delayed, not lost.
 """
 
 from __future__ import annotations
