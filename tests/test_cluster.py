@@ -32,7 +32,7 @@ from tests.test_fault_tolerance import (
 from trainables.trainable import NODE_ID
 
 RAY = str(Path(sys.executable).with_name("ray"))
-EPOCHS = 4
+EPOCHS = 3
 
 pytestmark = [pytest.mark.slow]
 
