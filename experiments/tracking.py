@@ -367,8 +367,10 @@ class _TrialTracker:
             self.node[tid] = run.data.tags.get(NODE_TAG, "")
             self.recomputed[tid] = int(run.data.tags.get(RECOMPUTED_TAG, 0))
             if run.info.status != "RUNNING" and trial.status not in ("TERMINATED", "ERROR"):
-                c.update_run(run_id, status="RUNNING")
+                c.update_run(run_id, status="RUNNING")  # resumed (an errored trial: retried)
                 c.set_tag(run_id, STATUS_TAG, RUNNING)
+                if "failure_reason" in run.data.tags:
+                    c.delete_tag(run_id, "failure_reason")
         else:
             flat = {k: v for k, v in trial.config.items() if not k.startswith("_run")}
             arch, params = trial_params(flat, self.geometry, self.dataset)

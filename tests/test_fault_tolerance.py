@@ -229,11 +229,15 @@ def test_trial_worker_sigkill_is_retried_from_its_checkpoint(tmp_path):
 @pytest.mark.slow
 @pytest.mark.timeout(420)
 def test_driver_sigkill_then_resume_finishes_every_trial_once(tmp_path):
-    space = write_space(tmp_path)  # 3 epochs per trial
+    # 3 epochs per trial; TPE (its Optuna study must come back) behind a budget that rejects
+    # some proposals (their records must not be written twice when proposals are replayed)
+    space = write_space(tmp_path, **{"training:": "budgets: {max_params: 12000}\ntraining:"})
     uri, rt = f"sqlite:///{tmp_path / 'mlflow.db'}", short_tmpdir()
     env = cli_env(rt)
     log = open(tmp_path / "search.log", "w")
-    cmd = search_cmd(space, tmp_path, "--num-samples", "3", "--max-concurrent", "2")
+    cmd = search_cmd(
+        space, tmp_path, "--num-samples", "3", "--max-concurrent", "2", "--searcher", "tpe"
+    )
     p = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         before = wait_for(
@@ -278,8 +282,13 @@ def test_driver_sigkill_then_resume_finishes_every_trial_once(tmp_path):
     exp = client.get_experiment_by_name("ft")
     every_run = client.search_runs([exp.experiment_id], max_results=1000)
     parents = [r for r in every_run if r.data.tags.get(tracking.ROLE_TAG) == tracking.PARENT_ROLE]
-    trials = [r for r in every_run if r.data.tags.get(tracking.ROLE_TAG) == tracking.TRIAL_ROLE]
+    children = [r for r in every_run if r.data.tags.get(tracking.ROLE_TAG) == tracking.TRIAL_ROLE]
+    trials = [r for r in children if r.data.tags["status"] != tracking.INFEASIBLE]
+    infeasible = [r for r in children if r.data.tags["status"] == tracking.INFEASIBLE]
     assert len(parents) == 1 and len(trials) == 3, [r.data.tags for r in every_run]
+    assert len(parents) + len(trials) + len(infeasible) == len(every_run)
+    hashes = [r.data.tags["config_hash"] for r in infeasible]
+    assert len(hashes) == len(set(hashes)), "an infeasible proposal was recorded twice"
     assert parents[0].info.status == "FINISHED"
     assert parents[0].data.tags["search_status"] == "finished"
     assert not [r for r in every_run if r.info.status == "RUNNING"]
