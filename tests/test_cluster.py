@@ -24,14 +24,15 @@ from tests.test_fault_tolerance import (
     descendants,
     end_processes,
     pids_with,
+    ray_tmp_dir,
     search_cmd,
-    short_tmpdir,
     trial_runs,
     wait_for,
 )
 from trainables.trainable import NODE_ID
 
 RAY = str(Path(sys.executable).with_name("ray"))
+_ray_tmp_fixture = pytest.fixture(ray_tmp_dir, name="ray_tmp")
 EPOCHS = 3
 
 pytestmark = [pytest.mark.slow]
@@ -55,10 +56,10 @@ def _start_node(args: list[str], env: dict[str, str], log: Path) -> tuple[subpro
     return p, wait_for(node_id, 90, f"ray start {' '.join(args)}", p)
 
 
-def test_two_nodes_run_trials_and_survive_losing_one(tmp_path):
+def test_two_nodes_run_trials_and_survive_losing_one(tmp_path, ray_tmp):
     home = tmp_path / "home"
     home.mkdir()
-    rt = short_tmpdir()
+    rt = ray_tmp
     port = _free_port()
     # docs/cluster.md: a token on the head (copied to every node), token mode on every node
     node_env = cli_env(rt, HOME=str(home), RAY_AUTH_MODE="token")
@@ -143,9 +144,9 @@ def test_two_nodes_run_trials_and_survive_losing_one(tmp_path):
     assert parent[0].info.status == "FINISHED"
 
 
-def test_unreachable_cluster_address_fails_fast(tmp_path):
+def test_unreachable_cluster_address_fails_fast(tmp_path, ray_tmp):
     """--address where nothing listens: one line naming the fix within seconds, no local Ray."""
-    rt = short_tmpdir()
+    rt = ray_tmp
     port = _free_port()  # nothing listens there
     space = write_space(tmp_path)
     t0 = time.time()

@@ -9,6 +9,7 @@ Ray on the machine (and the ones a killed driver leaves behind are ended by pid,
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -32,6 +33,18 @@ LAUNCH = str(ROOT / "launch.py")
 def short_tmpdir(prefix: str = "lrft-") -> str:
     """A short folder for RAY_TMPDIR (Ray's socket paths must stay under 107 characters)."""
     return tempfile.mkdtemp(prefix=prefix, dir="/tmp")
+
+
+def ray_tmp_dir():
+    """A short RAY_TMPDIR for one test, its Ray processes ended and its files removed after
+    (the `ray_tmp` fixture, shared with test_cluster.py)."""
+    d = short_tmpdir()
+    yield d
+    end_processes(pids_with(d))
+    shutil.rmtree(d, ignore_errors=True)
+
+
+_ray_tmp_fixture = pytest.fixture(ray_tmp_dir, name="ray_tmp")
 
 
 def cli_env(ray_tmp: str, **extra: str) -> dict[str, str]:
@@ -176,9 +189,9 @@ def assert_clean_history(client, run, epochs: int) -> None:
 # --- tests ---------------------------------------------------------------------------------------
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_trial_worker_sigkill_is_retried_from_its_checkpoint(tmp_path):
+def test_trial_worker_sigkill_is_retried_from_its_checkpoint(tmp_path, ray_tmp):
     space = write_space(tmp_path, **{"max_epochs: 3": "max_epochs: 4"})
-    uri, rt = f"sqlite:///{tmp_path / 'mlflow.db'}", short_tmpdir()
+    uri, rt = f"sqlite:///{tmp_path / 'mlflow.db'}", ray_tmp
     log = open(tmp_path / "search.log", "w")
     cmd = search_cmd(space, tmp_path, "--num-samples", "1")
     p = subprocess.Popen(cmd, cwd=tmp_path, env=cli_env(rt), stdout=log, stderr=subprocess.STDOUT)
@@ -228,11 +241,11 @@ def test_trial_worker_sigkill_is_retried_from_its_checkpoint(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.timeout(420)
-def test_driver_sigkill_then_resume_finishes_every_trial_once(tmp_path):
+def test_driver_sigkill_then_resume_finishes_every_trial_once(tmp_path, ray_tmp):
     # 3 epochs per trial; TPE (its Optuna study must come back) behind a budget that rejects
     # some proposals (their records must not be written twice when proposals are replayed)
     space = write_space(tmp_path, **{"training:": "budgets: {max_params: 12000}\ntraining:"})
-    uri, rt = f"sqlite:///{tmp_path / 'mlflow.db'}", short_tmpdir()
+    uri, rt = f"sqlite:///{tmp_path / 'mlflow.db'}", ray_tmp
     env = cli_env(rt)
     log = open(tmp_path / "search.log", "w")
     cmd = search_cmd(
@@ -411,12 +424,12 @@ def _stop(p: subprocess.Popen) -> None:
 
 @pytest.mark.slow
 @pytest.mark.timeout(420)
-def test_tracking_server_outage_mid_run_loses_no_metric(tmp_path):
+def test_tracking_server_outage_mid_run_loses_no_metric(tmp_path, ray_tmp):
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     server = _start_mlflow(tmp_path, port, "server1.log")
     space = write_space(tmp_path, **{"max_epochs: 3": "max_epochs: 5"})
-    rt = short_tmpdir()
+    rt = ray_tmp
     cmd = search_cmd(space, tmp_path, "--num-samples", "2", "--max-concurrent", "2")
     cmd[cmd.index("--tracking-uri") + 1] = url
     log = open(tmp_path / "search.log", "w")
