@@ -107,7 +107,7 @@ class Selected:
 
 
 def run(args: argparse.Namespace) -> int:
-    from experiments.export import check_writable_dir
+    from lrunet.io import check_writable_dir
 
     if args.top is not None and args.top < 1:
         raise ValueError(f"--top: expected a positive number of trials, got {args.top}")

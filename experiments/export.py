@@ -32,7 +32,7 @@ import yaml
 
 from lrunet import metrics as M
 from lrunet.config import LruNetConfig
-from lrunet.io import load_torch, save_torch
+from lrunet.io import check_writable_dir, load_torch, save_torch
 from lrunet.model import LruNet
 from lrunet.recipe import Recipe, flat_trial_config
 
@@ -142,26 +142,6 @@ def check_export_name(name: str) -> str:
             "'-' only, starting with a letter or digit, and no '..'"
         )
     return name
-
-
-def check_writable_dir(out_dir: str | os.PathLike) -> Path:
-    """Create `out_dir` if needed and prove it is writable by creating and removing a file.
-
-    Raises PermissionError / NotADirectoryError with the folder named. Call it before heavy work.
-    """
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise NotADirectoryError(f"output folder {out} exists and is not a folder")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".write-probe-", dir=out)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as e:
-        raise PermissionError(
-            f"output folder {out} is not writable ({e.strerror or e}); pick another --out"
-        ) from None
-    return out
 
 
 def export_model(

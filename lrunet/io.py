@@ -61,3 +61,23 @@ def load_torch(
             f"{what} {str(path)!r} is corrupt, truncated or not a weights-only torch file "
             f"({detail}); {fix}"
         ) from None
+
+
+def check_writable_dir(out_dir: str | os.PathLike) -> Path:
+    """Create `out_dir` if needed and prove it is writable by creating and removing a file.
+
+    Raises PermissionError / NotADirectoryError with the folder named. Call it before heavy work.
+    """
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"output folder {out} exists and is not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-probe-", dir=out)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise PermissionError(
+            f"output folder {out} is not writable ({e.strerror or e}); pick another --out"
+        ) from None
+    return out

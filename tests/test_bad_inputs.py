@@ -220,7 +220,8 @@ def test_output_names_stay_inside_their_folder(name: str, tmp_path):
 
 def test_local_ray_has_no_dashboard_and_hints_bind_loopback():
     """A local Ray starts without its dashboard (Ray's own ports cannot be bound to loopback in
-    Ray 2.60: they are protected by Ray's token authentication instead, see docs/cluster.md);
+    Ray 2.60: they are protected by Ray's token authentication instead, see README "Running on a
+    cluster");
     every `mlflow server` / `mlflow ui` command the tool prints or documents binds 127.0.0.1."""
     inits = list(_calls("ray", {"init"}))
     local = [c for w, c in inits if not any(k.arg == "address" for k in c.keywords)]
@@ -230,7 +231,7 @@ def test_local_ray_has_no_dashboard_and_hints_bind_loopback():
         assert isinstance(kw.get("include_dashboard"), ast.Constant)
         assert kw["include_dashboard"].value is False
     commands = 0
-    for path in [*SOURCES, ROOT / "README.md", ROOT / "docs" / "cluster.md"]:
+    for path in [*SOURCES, ROOT / "README.md"]:
         if not path.exists():
             continue
         text = path.read_text()

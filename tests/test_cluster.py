@@ -1,7 +1,8 @@
-"""A two-node Ray cluster on one machine, started with the commands of docs/cluster.md (token
-auth, `ray start --head`, `ray start --address`), and a search that joins it with `--address`:
-trials land on both nodes; then the worker node dies mid-search (all its processes SIGKILLed) and
-its trial is rescheduled on the head from its checkpoint, and the search completes.
+"""A two-node Ray cluster on one machine, started with the commands of README "Running on a
+cluster" (token auth, `ray start --head`, `ray start --address`), and a search that joins it
+with `--address`: trials land on both nodes; then the worker node dies mid-search (all its
+processes SIGKILLed) and its trial is rescheduled on the head from its checkpoint, and the
+search completes.
 """
 
 from __future__ import annotations
@@ -61,7 +62,8 @@ def test_two_nodes_run_trials_and_survive_losing_one(tmp_path, ray_tmp):
     home.mkdir()
     rt = ray_tmp
     port = _free_port()
-    # docs/cluster.md: a token on the head (copied to every node), token mode on every node
+    # README "Running on a cluster": a token on the head (copied to every node), token mode on
+    # every node
     node_env = cli_env(rt, HOME=str(home), RAY_AUTH_MODE="token")
     subprocess.run(
         [RAY, "get-auth-token", "--generate"],

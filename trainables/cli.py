@@ -72,9 +72,12 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from lrunet import metrics as M
+    from lrunet.io import check_writable_dir
     from trainables.data import load_dataset
     from trainables.loop import Trainer
 
+    # the output folder is checked before minutes of loading and training are spent
+    check_writable_dir(Path(args.out).parent if args.out else Path("checkpoints"))
     data = load_dataset(args.dataset, args.data_dir, download=args.download)
     cfg = parse_name(args.arch, **data.geometry)
     recipe = Recipe(
