@@ -73,11 +73,16 @@ def trained():
 def _clean_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "MLFLOW_"))}
     env["PYTHONNOUSERSITE"] = "1"
+    env["LRUNET_REPO"] = os.path.realpath(ROOT)
     return env
 
 
 STANDALONE = """
-import importlib.util, json, sys
+import importlib.util, json, os, sys
+# a machine that never heard of this project: undo the hooks of its editable install (`pip
+# install -e .` puts a finder on sys.meta_path and may put the checkout on sys.path)
+sys.meta_path[:] = [f for f in sys.meta_path if "__editable__" not in str(f.__module__)]
+sys.path[:] = [p for p in sys.path if os.path.realpath(p or ".") != os.environ["LRUNET_REPO"]]
 import numpy as np
 for mod in ("lrunet", "experiments", "trainables"):
     assert importlib.util.find_spec(mod) is None, mod

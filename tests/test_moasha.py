@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import ray
 from ray import tune
 from ray.train._internal.storage import StorageContext
 from ray.tune.experiment import Trial
@@ -244,14 +243,7 @@ def test_restore_refuses_state_from_other_objectives(tmp_path: Path) -> None:
         other.restore(str(tmp_path / "s.json"))
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
-
-
-def test_state_follows_the_experiment_directory_across_a_resume(tmp_path: Path, local_ray) -> None:
+def test_state_follows_the_experiment_directory_across_a_resume(tmp_path: Path, ray_local) -> None:
     storage = StorageContext(storage_path=str(tmp_path), experiment_dir_name="exp")
     metrics, modes = [VAL_ACC, PARAMS], ["max", "min"]
     first = MOASHAScheduler(metrics, modes, max_t=9, reduction_factor=3)
@@ -307,7 +299,7 @@ def test_rungs_are_grace_times_powers_of_the_reduction_factor() -> None:
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_rung_records_survive_a_tuner_restore(tmp_path: Path, local_ray) -> None:
+def test_rung_records_survive_a_tuner_restore(tmp_path: Path, ray_local) -> None:
     """A real Tuner run, interrupted by an errored trial, resumed with ``Tuner.restore``: the
     resumed trial is judged against the rung records of the first run."""
     flag = tmp_path / "crashed-once"

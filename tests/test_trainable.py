@@ -45,22 +45,6 @@ def test_unknown_knob_is_named():
         build_trainer({"reuses": 1, RUN_KEY: {"dataset": "digits"}})
 
 
-@pytest.fixture(scope="module")
-def ray_local():
-    ray = pytest.importorskip("ray")
-    if ray.is_initialized():
-        ray.shutdown()
-    pythonpath = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
-    ray.init(
-        num_cpus=2,
-        include_dashboard=False,
-        log_to_driver=False,
-        runtime_env={"env_vars": {"PYTHONPATH": pythonpath}},
-    )
-    yield ray
-    ray.shutdown()
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_tune_trial_killed_after_epoch_k_resumes_from_its_checkpoint(ray_local, tmp_path):
