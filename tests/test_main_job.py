@@ -6,6 +6,7 @@ some stopped early by successive halving, and a front of at least 3 architecture
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -26,8 +27,10 @@ def test_lru_smoke_search(tmp_path):
     except FileNotFoundError as e:
         pytest.skip(f"real Fashion-MNIST is not installed: {e}")
     t0 = time.time()
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}  # default store
     p = subprocess.run(
         [sys.executable, str(ROOT / "launch.py"), "--space", "lru_smoke"],
+        env=env,
         cwd=tmp_path,
         capture_output=True,
         text=True,
