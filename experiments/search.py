@@ -526,8 +526,10 @@ def _fit(
     from trainables.trainable import RUN_KEY, make_trainable
 
     init_ray(o.address, o.cpus_per_trial)
-    # Tune saves its experiment state (what --resume restarts from) after every trial
-    # checkpoint (num_to_keep=1 below), so a killed driver costs at most the epoch in flight.
+    # Tune saves its experiment state (what --resume restarts from) after trial checkpoints
+    # (num_to_keep=1 below), yet a killed driver can leave it behind the checkpoints the workers
+    # wrote: each trial resumes from the newest one on the storage (`trainables.trainable`), so
+    # a killed driver costs at most the epochs in flight.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     trainable = make_trainable(o.cpus_per_trial, o.gpus_per_trial)
     root, name = storage_dir.rsplit("/", 1)

@@ -407,16 +407,26 @@ class _TrialTracker:
         self._on_run("create run", trial, lambda rid: None)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        step = int(result.get("training_iteration", result.get(M.EPOCH, 0)))
+        step = int(result.get(M.EPOCH, result.get("training_iteration", 0)))
         metrics = _metrics_of(result)
         node = str(result.get(NODE_TAG) or "")
+        replayed = bool(result.get(M.REPLAYED))
         ts = int(time.time() * 1000)
         self._on_run(
-            "log metrics", trial, lambda rid: self._log_result(trial, rid, step, metrics, node, ts)
+            "log metrics",
+            trial,
+            lambda rid: self._log_result(trial, rid, step, metrics, node, ts, replayed),
         )
 
     def _log_result(
-        self, trial, run_id: str, step: int, metrics: dict[str, float], node: str, ts: int
+        self,
+        trial,
+        run_id: str,
+        step: int,
+        metrics: dict[str, float],
+        node: str,
+        ts: int,
+        replayed: bool = False,
     ) -> None:
         from mlflow.entities import Metric, RunTag
 
@@ -425,10 +435,12 @@ class _TrialTracker:
         if node and node != self.node.get(tid):
             tags.append(RunTag(NODE_TAG, node))
         if step <= self.logged_step.get(tid, 0):
-            # an epoch already in MLflow came again (the trial went back to an older checkpoint):
-            # keep the first value, count the recomputation
-            self.recomputed[tid] = self.recomputed.get(tid, 0) + 1
-            tags.append(RunTag(RECOMPUTED_TAG, str(self.recomputed[tid])))
+            # an epoch already in MLflow came again: keep the first value. Reported again from
+            # its checkpoint after a crash (replayed) it was not trained twice; otherwise the
+            # trial went back to an older checkpoint and the recomputation is counted.
+            if not replayed:
+                self.recomputed[tid] = self.recomputed.get(tid, 0) + 1
+                tags.append(RunTag(RECOMPUTED_TAG, str(self.recomputed[tid])))
             metrics = {}
         batch = [Metric(k, v, ts, step) for k, v in metrics.items()]
         if batch or tags:
@@ -495,7 +507,8 @@ class _TrialTracker:
 
     def _epoch(self, trial) -> int:
         last = trial.last_result or {}
-        return int(last.get("training_iteration", self.logged_step.get(trial.trial_id, 0)))
+        fallback = last.get("training_iteration", self.logged_step.get(trial.trial_id, 0))
+        return int(last.get(M.EPOCH, fallback))
 
     def _log_model(self, trial, run_id: str) -> None:
         with tempfile.TemporaryDirectory(prefix="lrunet-model-") as d:

@@ -19,6 +19,9 @@ EPOCH = "epoch"  # 1-based count of finished epochs; Ray's training_iteration eq
 EPOCH_SECONDS = "epoch_seconds"
 IMAGES_PER_SEC = "images_per_sec"
 LR = "lr"
+# A result flag, not a metric: the epoch was trained before a crash and is reported again from
+# its checkpoint (MLflow keeps the first values; schedulers and searchers catch up).
+REPLAYED = "replayed"
 
 # Metrics a search space may name as objectives, with their natural direction.
 OBJECTIVES: dict[str, str] = {

@@ -10,12 +10,22 @@ that are not hyperparameters (see `RunSpec`)::
 Flattened spellings "_run/dataset" (as some searchers produce) are accepted too. Every epoch the
 trial reports the `Trainer`'s metrics (validation accuracy and loss, training loss and accuracy,
 params, conv params, MACs, MFLOPs, epoch seconds, images/s, LR, epoch) with
-`tune.report(..., checkpoint=...)`, the checkpoint being a folder holding `checkpoint.pt`; a
-restarted trial resumes from `tune.get_checkpoint()`. Ray is imported only when a trial runs.
+`tune.report(..., checkpoint=...)`, the checkpoint being a folder holding `checkpoint.pt` and
+`lrunet.json` (its epoch). Ray's `training_iteration` is reported as the epoch itself, so it stays
+equal to it across restarts.
+
+A restarted trial resumes from the newest checkpoint it can read: `tune.get_checkpoint()`, or a
+newer one in the trial's folder on the storage. Tune saves its experiment state every few seconds,
+so a driver killed mid-search comes back knowing an older checkpoint than the workers wrote, and
+would otherwise train finished epochs again. The epochs Tune had not seen are reported once more
+from the checkpoint's history, flagged `replayed` (not trained: MLflow keeps the first values,
+the schedulers and searchers catch up), the last of them with the checkpoint, so Tune registers it.
+Ray is imported only when a trial runs.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import tempfile
 from collections.abc import Mapping
@@ -23,13 +33,17 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from lrunet import metrics as M
 from lrunet.recipe import split_trial_config
 from trainables.data import VAL_FRACTION, load_dataset
 from trainables.loop import Trainer
 
 RUN_KEY = "_run"
 CHECKPOINT_FILE = "checkpoint.pt"
+CHECKPOINT_META = "lrunet.json"  # {"epoch": N}, read to find a trial's newest checkpoint cheaply
 NODE_ID = "node_id"  # result key: the Ray node that trained the epoch (a text, not a metric)
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -146,28 +160,98 @@ def _node_id() -> str:
         return ""
 
 
-def train_lrunet(config: dict[str, Any]) -> None:
-    """Ray Tune function trainable: train, report every epoch, checkpoint, resume."""
+def _checkpoint_epoch(checkpoint) -> int | None:
+    """The epoch a checkpoint holds, from its `lrunet.json` (None: unreadable or absent)."""
+    try:
+        with checkpoint.filesystem.open_input_stream(f"{checkpoint.path}/{CHECKPOINT_META}") as f:
+            return int(json.loads(f.read())["epoch"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _stored_checkpoints() -> list:
+    """This trial's checkpoint folders on the storage, including ones Tune has not registered."""
+    import pyarrow.fs as pafs
     from ray import tune
 
+    try:  # Tune's own handle on the storage, so cloud storage works as a local folder does
+        storage = tune.get_context().get_storage()
+        fs, trial_path = storage.storage_filesystem, storage.trial_fs_path
+        infos = fs.get_file_info(pafs.FileSelector(trial_path, allow_not_found=True))
+    except Exception as e:  # no storage context (e.g. an older Ray): Tune's checkpoint only
+        log.debug("cannot list the trial's checkpoints: %s", e)
+        return []
+    return [
+        tune.Checkpoint(path=info.path, filesystem=fs)
+        for info in infos
+        if info.type == pafs.FileType.Directory and info.base_name.startswith("checkpoint_")
+    ]
+
+
+def _resume(trainer: Trainer) -> int:
+    """Load the newest readable checkpoint of the trial into `trainer`.
+
+    Returns the epoch of the checkpoint Tune restored the trial from (0: none); epochs after it
+    were loaded from a checkpoint Tune had not registered and are to be reported again.
+    """
+    from ray import tune
+
+    known = tune.get_checkpoint()
+    known_epoch = _checkpoint_epoch(known) if known is not None else None
+    candidates = {c.path: (_checkpoint_epoch(c), c) for c in _stored_checkpoints()}
+    if known is not None:
+        candidates[known.path] = (known_epoch, known)
+    # newest first; a checkpoint without lrunet.json (written by an older version) last
+    ordered = sorted(candidates.values(), key=lambda ec: -1 if ec[0] is None else ec[0])
+    ordered.reverse()
+    errors = []
+    for _, checkpoint in ordered:
+        try:
+            with checkpoint.as_directory() as d:
+                trainer.load_checkpoint(Path(d) / CHECKPOINT_FILE)
+        except Exception as e:  # truncated by a crash, deleted by Tune meanwhile, ...
+            errors.append(f"{checkpoint.path}: {e}")
+            continue
+        if errors:
+            log.warning("skipped unreadable checkpoint(s): %s", "; ".join(errors))
+        return trainer.epoch if checkpoint is known else known_epoch or 0
+    if known is not None:
+        raise RuntimeError(
+            "no checkpoint of this trial could be read: " + "; ".join(errors) + ". Delete the "
+            "trial's checkpoint folders to train it from scratch."
+        )
+    return 0
+
+
+def _report(trainer: Trainer, result: dict[str, Any], checkpoint: bool) -> None:
+    from ray import tune
+
+    result = {**result, "training_iteration": int(result[M.EPOCH])}
+    if not checkpoint:
+        tune.report(result)
+        return
+    with tempfile.TemporaryDirectory(prefix="lrunet-ckpt-") as d:
+        trainer.save_checkpoint(Path(d) / CHECKPOINT_FILE)
+        (Path(d) / CHECKPOINT_META).write_text(json.dumps({"epoch": trainer.epoch}))
+        tune.report(result, checkpoint=tune.Checkpoint.from_directory(d))
+
+
+def train_lrunet(config: dict[str, Any]) -> None:
+    """Ray Tune function trainable: train, report every epoch, checkpoint, resume."""
     # one INFO line per checkpoint per trial drowns Tune's progress table in the driver's terminal
     logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)
 
     trainer, spec = build_trainer(config, cpus=_assigned_cpus())
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as d:
-            trainer.load_checkpoint(Path(d) / CHECKPOINT_FILE)
-    last = spec.max_epochs or trainer.recipe.epochs
     node = _node_id()
+    seen = _resume(trainer)
+    unseen = [r for r in trainer.history if r[M.EPOCH] > seen]
+    for i, result in enumerate(unseen):  # trained before a crash, never registered by Tune
+        _report(trainer, {**result, M.REPLAYED: True}, i == len(unseen) - 1)
+    last = spec.max_epochs or trainer.recipe.epochs
     while trainer.epoch < last:
         result = {**trainer.train_epoch(), NODE_ID: node}
-        if trainer.epoch % spec.checkpoint_every == 0 or trainer.epoch == last:
-            with tempfile.TemporaryDirectory(prefix="lrunet-ckpt-") as d:
-                trainer.save_checkpoint(Path(d) / CHECKPOINT_FILE)
-                tune.report(result, checkpoint=tune.Checkpoint.from_directory(d))
-        else:
-            tune.report(result)
+        save = trainer.epoch % spec.checkpoint_every == 0 or trainer.epoch == last
+        _report(trainer, result, save)
 
 
 def make_trainable(cpus_per_trial: float = 1, gpus_per_trial: float = 0):
