@@ -4,6 +4,7 @@ from their checkpoint after their worker process is killed."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 from pathlib import Path
 
@@ -103,3 +104,49 @@ def test_tune_trial_killed_after_epoch_k_resumes_from_its_checkpoint(ray_local, 
     for r in reports[victim] + reports[survivor]:
         assert {M.VAL_ACC, M.PARAMS, M.MFLOPS, M.IMAGES_PER_SEC, M.EPOCH_SECONDS} <= set(r)
     assert all((Path(res.checkpoint.path) / "checkpoint.pt").is_file() for res in grid)
+
+
+def _digits_trainer():
+    trainer, _ = build_trainer(
+        {"reuse": 1, "width": 0.25, "batch_size": 64, "epochs": 3, RUN_KEY: {"subset": 256}},
+        cpus=1,
+    )
+    return trainer
+
+
+def test_resume_takes_the_newest_readable_checkpoint_and_names_what_tune_missed(tmp_path):
+    """After a driver crash Tune may restore a trial from an older checkpoint than its worker
+    wrote (or from one already deleted): the trainable loads the newest readable one, and the
+    epochs after Tune's are the ones to report again, not to train again."""
+    from ray import tune
+
+    from trainables.trainable import CHECKPOINT_FILE, resume_trainer, write_checkpoint
+
+    trainer = _digits_trainer()
+    folders = []
+    for epoch in (1, 2, 3):
+        trainer.train_epoch()
+        folders.append(write_checkpoint(trainer, tmp_path / f"checkpoint_00000{epoch - 1}"))
+    # the newest one was cut short by the crash
+    data = (folders[2] / CHECKPOINT_FILE).read_bytes()
+    (folders[2] / CHECKPOINT_FILE).write_bytes(data[: len(data) // 2])
+    ckpt = [tune.Checkpoint.from_directory(str(f)) for f in folders]
+
+    fresh = _digits_trainer()
+    assert resume_trainer(fresh, ckpt[0], ckpt) == 1  # Tune knew epoch 1 ...
+    assert fresh.epoch == 2  # ... epoch 2 is on the storage, epoch 3 is unreadable
+    assert [r[M.EPOCH] for r in fresh.history] == [1, 2]
+    assert fresh.history[1][M.EPOCH_SECONDS] == trainer.history[1][M.EPOCH_SECONDS]
+
+    fresh = _digits_trainer()
+    assert resume_trainer(fresh, ckpt[1], ckpt[:1]) == 2 and fresh.epoch == 2  # Tune is newest
+
+    shutil.rmtree(folders[0])  # Tune's checkpoint was deleted (num_to_keep) after a newer one
+    fresh = _digits_trainer()
+    assert resume_trainer(fresh, ckpt[0], ckpt[1:]) == 0 and fresh.epoch == 2
+
+    fresh = _digits_trainer()
+    assert resume_trainer(fresh, None, []) == 0 and fresh.epoch == 0  # a new trial
+
+    with pytest.raises(RuntimeError, match="no checkpoint of this trial could be read"):
+        resume_trainer(_digits_trainer(), ckpt[2], [ckpt[0], ckpt[2]])

@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -188,17 +188,16 @@ def _stored_checkpoints() -> list:
     ]
 
 
-def _resume(trainer: Trainer) -> int:
-    """Load the newest readable checkpoint of the trial into `trainer`.
+def resume_trainer(trainer: Trainer, known=None, stored: Sequence = ()) -> int:
+    """Load the newest readable checkpoint into `trainer`: `known` (the one Tune restored the
+    trial from, a `tune.Checkpoint` or None) or one of `stored` (the trial's checkpoint folders).
 
-    Returns the epoch of the checkpoint Tune restored the trial from (0: none); epochs after it
-    were loaded from a checkpoint Tune had not registered and are to be reported again.
+    Returns the epoch of `known` (0: none, or unreadable); the epochs after it in
+    `trainer.history` were trained before a crash without Tune seeing them.
+    Raises RuntimeError when there are checkpoints but none can be read.
     """
-    from ray import tune
-
-    known = tune.get_checkpoint()
     known_epoch = _checkpoint_epoch(known) if known is not None else None
-    candidates = {c.path: (_checkpoint_epoch(c), c) for c in _stored_checkpoints()}
+    candidates = {c.path: (_checkpoint_epoch(c), c) for c in stored}
     if known is not None:
         candidates[known.path] = (known_epoch, known)
     # newest first; a checkpoint without lrunet.json (written by an older version) last
@@ -210,17 +209,22 @@ def _resume(trainer: Trainer) -> int:
             with checkpoint.as_directory() as d:
                 trainer.load_checkpoint(Path(d) / CHECKPOINT_FILE)
         except Exception as e:  # truncated by a crash, deleted by Tune meanwhile, ...
-            errors.append(f"{checkpoint.path}: {e}")
+            errors.append(f"{checkpoint.path}: {_first_line(e)}")
             continue
         if errors:
             log.warning("skipped unreadable checkpoint(s): %s", "; ".join(errors))
         return trainer.epoch if checkpoint is known else known_epoch or 0
-    if known is not None:
+    if ordered:
         raise RuntimeError(
             "no checkpoint of this trial could be read: " + "; ".join(errors) + ". Delete the "
             "trial's checkpoint folders to train it from scratch."
         )
     return 0
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
 
 
 def _report(trainer: Trainer, result: dict[str, Any], checkpoint: bool) -> None:
@@ -231,19 +235,29 @@ def _report(trainer: Trainer, result: dict[str, Any], checkpoint: bool) -> None:
         tune.report(result)
         return
     with tempfile.TemporaryDirectory(prefix="lrunet-ckpt-") as d:
-        trainer.save_checkpoint(Path(d) / CHECKPOINT_FILE)
-        (Path(d) / CHECKPOINT_META).write_text(json.dumps({"epoch": trainer.epoch}))
+        write_checkpoint(trainer, d)
         tune.report(result, checkpoint=tune.Checkpoint.from_directory(d))
+
+
+def write_checkpoint(trainer: Trainer, folder: str | Path) -> Path:
+    """Fill `folder` with the trial checkpoint of `trainer`: checkpoint.pt and lrunet.json."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    trainer.save_checkpoint(folder / CHECKPOINT_FILE)
+    (folder / CHECKPOINT_META).write_text(json.dumps({"epoch": trainer.epoch}))
+    return folder
 
 
 def train_lrunet(config: dict[str, Any]) -> None:
     """Ray Tune function trainable: train, report every epoch, checkpoint, resume."""
+    from ray import tune
+
     # one INFO line per checkpoint per trial drowns Tune's progress table in the driver's terminal
     logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)
 
     trainer, spec = build_trainer(config, cpus=_assigned_cpus())
     node = _node_id()
-    seen = _resume(trainer)
+    seen = resume_trainer(trainer, tune.get_checkpoint(), _stored_checkpoints())
     unseen = [r for r in trainer.history if r[M.EPOCH] > seen]
     for i, result in enumerate(unseen):  # trained before a crash, never registered by Tune
         _report(trainer, {**result, M.REPLAYED: True}, i == len(unseen) - 1)
