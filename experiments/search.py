@@ -521,11 +521,29 @@ def _fit(
     max_epochs: int,
     data_dir: str | None,
 ) -> None:
+    import ray
+
+    started = not ray.is_initialized()
+    init_ray(o.address, o.cpus_per_trial)
+    try:
+        _tune(o, spec, build, storage_dir, max_epochs, data_dir)
+    finally:
+        if started:  # a local Ray stops now, not in an atexit hook after the summary is printed
+            ray.shutdown()
+
+
+def _tune(
+    o: SearchOptions,
+    spec: SearchSpec,
+    build: Callable[[], dict[str, Any]],
+    storage_dir: str,
+    max_epochs: int,
+    data_dir: str | None,
+) -> None:
     from ray import tune
 
     from trainables.trainable import RUN_KEY, make_trainable
 
-    init_ray(o.address, o.cpus_per_trial)
     # Tune saves its experiment state (what --resume restarts from) after trial checkpoints
     # (num_to_keep=1 below), yet a killed driver can leave it behind the checkpoints the workers
     # wrote: each trial resumes from the newest one on the storage (`trainables.trainable`), so
