@@ -7,6 +7,7 @@ storage folder, the flags) runs before Ray starts, so a typo costs a second, not
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -14,7 +15,7 @@ import re
 import shlex
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -373,7 +374,8 @@ def run_search(o: SearchOptions) -> SearchResult:
         return _build(o, spec, client, exp_id, parent_id, max_epochs, storage_dir)
 
     try:
-        _fit(o, spec, build, storage_dir, max_epochs, data_dir)
+        with _ray_session(o):
+            _fit(o, spec, build, storage_dir, max_epochs, data_dir)
     except BaseException:
         client.set_tag(parent_id, "search_status", "interrupted")
         client.set_terminated(parent_id, "KILLED")
@@ -513,26 +515,22 @@ def _build(
     }
 
 
-def _fit(
-    o: SearchOptions,
-    spec: SearchSpec,
-    build: Callable[[], dict[str, Any]],
-    storage_dir: str,
-    max_epochs: int,
-    data_dir: str | None,
-) -> None:
+@contextlib.contextmanager
+def _ray_session(o: SearchOptions) -> Iterator[None]:
+    """Ray for the search: joined or started here; a local Ray started here is stopped on the
+    way out (not by an atexit hook after the summary is printed), one the caller started is not."""
     import ray
 
     started = not ray.is_initialized()
     init_ray(o.address, o.cpus_per_trial)
     try:
-        _tune(o, spec, build, storage_dir, max_epochs, data_dir)
+        yield
     finally:
-        if started:  # a local Ray stops now, not in an atexit hook after the summary is printed
+        if started:
             ray.shutdown()
 
 
-def _tune(
+def _fit(
     o: SearchOptions,
     spec: SearchSpec,
     build: Callable[[], dict[str, Any]],

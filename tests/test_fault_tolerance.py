@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,6 +23,7 @@ import pytest
 from experiments import tracking
 from experiments.search import SearchOptions, run_search
 from lrunet import metrics as M
+from tests import mlflow_server as servers
 from tests.conftest import ROOT, write_space
 
 LAUNCH = str(ROOT / "launch.py")
@@ -402,60 +402,11 @@ def test_nan_trial_fails_with_its_reason_and_stays_off_the_front(tmp_path, ray_l
     assert members == expected
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _start_mlflow(d: Path, port: int, log_name: str) -> subprocess.Popen:
-    env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
-    cmd = [
-        sys.executable,
-        "-m",
-        "mlflow",
-        "server",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-        "--backend-store-uri",
-        f"sqlite:///{d / 'server.db'}",
-        "--artifacts-destination",
-        str(d / "artifacts"),
-    ]
-    log = open(d / log_name, "w")
-    p = subprocess.Popen(
-        cmd, cwd=d, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
-    url = f"http://127.0.0.1:{port}"
-
-    def healthy() -> bool:
-        try:
-            tracking.check_tracking_uri(url, timeout=2)
-            return True
-        except ConnectionError:
-            return False
-
-    wait_for(healthy, 120, "the MLflow server", p)
-    return p
-
-
-def _stop(p: subprocess.Popen) -> None:
-    """End a process group this test started (the server and its workers)."""
-    if p.poll() is None:
-        os.killpg(p.pid, signal.SIGKILL)
-        p.wait(timeout=30)
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(420)
 def test_tracking_server_outage_mid_run_loses_no_metric(tmp_path, ray_tmp):
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    server = _start_mlflow(tmp_path, port, "server1.log")
+    server, url = servers.start(tmp_path, log_name="server1.log", db="server.db")
+    port = int(url.rsplit(":", 1)[1])
     space = write_space(tmp_path, **{"max_epochs: 3": "max_epochs: 5"})
     rt = ray_tmp
     cmd = search_cmd(space, tmp_path, "--num-samples", "2", "--max-concurrent", "2")
@@ -469,10 +420,10 @@ def test_tracking_server_outage_mid_run_loses_no_metric(tmp_path, ray_tmp):
             "a first epoch on the server",
             p,
         )
-        _stop(server)
+        servers.stop(server, sigs=(signal.SIGKILL,))  # the server crashes
         down_at = time.time()
         time.sleep(8)  # trials go on training and reporting into the void
-        server = _start_mlflow(tmp_path, port, "server2.log")
+        server, _ = servers.start(tmp_path, port, log_name="server2.log", db="server.db")
         up_at = time.time()
         assert p.wait(timeout=300) == 0, (tmp_path / "search.log").read_text()[-3000:]
     finally:
@@ -492,4 +443,4 @@ def test_tracking_server_outage_mid_run_loses_no_metric(tmp_path, ray_tmp):
         assert logged_late >= 1  # some epochs were reported while the server was down
         assert "MLflow unreachable" in (tmp_path / "search.log").read_text()
     finally:
-        _stop(server)
+        servers.stop(server)

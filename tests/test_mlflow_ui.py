@@ -14,13 +14,8 @@ only); a failed page check saves a screenshot beside the test's temporary files.
 
 from __future__ import annotations
 
-import os
 import re
-import signal
-import socket
 import struct
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.parse
@@ -32,13 +27,13 @@ import pytest
 from experiments import tracking
 from experiments.search import SearchOptions, run_search
 from lrunet import metrics as M
+from tests import mlflow_server as servers
 from tests.chromium import Browser, BrowserError, find_chromium
 from tests.conftest import write_space
 
 CHROMIUM = find_chromium()
 PARETO_FILTER = "tags.pareto = 'true'"
 NUM_TRIALS = 4
-SERVER_START_S = 120.0
 
 pytestmark = [
     pytest.mark.slow,
@@ -49,93 +44,15 @@ pytestmark = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url + "/health", timeout=5) as r:  # noqa: S310 (local)
-            return r.status == 200
-    except (urllib.error.URLError, OSError):
-        return False
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    """End the server and its uvicorn worker: their whole process group, which it leads."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            break  # the group is gone
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            proc.poll()
-            try:
-                os.killpg(proc.pid, 0)
-            except ProcessLookupError:
-                break
-            time.sleep(0.2)
-        else:
-            continue
-        break
-    proc.wait(timeout=10)
-
-
-def _start_server(d: Path) -> tuple[subprocess.Popen, str]:
-    """Start `mlflow server` and wait for /health; a port lost to a race gets one more try."""
-    log_path = d / "server.log"
-    for _ in range(3):
-        port = _free_port()
-        url = f"http://127.0.0.1:{port}"
-        cmd = [
-            sys.executable,
-            "-m",
-            "mlflow",
-            "server",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-            "--backend-store-uri",
-            f"sqlite:///{d / 'mlflow.db'}",
-            "--artifacts-destination",
-            str(d / "artifacts"),
-        ]
-        # the job runner's extra processes cost ~2.5 GB and 30 s of start-up (STACK_NOTES)
-        env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-        with open(log_path, "wb") as log:
-            proc = subprocess.Popen(
-                cmd, cwd=d, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-            )
-        deadline = time.monotonic() + SERVER_START_S
-        while proc.poll() is None and time.monotonic() < deadline:
-            if _healthy(url):
-                return proc, url
-            time.sleep(1)
-        _stop(proc)
-        if b"address already in use" not in log_path.read_bytes().lower():
-            break
-    pytest.fail(f"mlflow server did not become healthy:\n{_tail(log_path)}")
-
-
 @pytest.fixture(scope="module")
 def mlflow_server(tmp_path_factory):
     """`mlflow server` on 127.0.0.1 with a SQLite store and proxied artifacts in a temp folder;
     stopped (with its worker) however the tests end."""
-    proc, url = _start_server(tmp_path_factory.mktemp("mlflow_server"))
+    proc, url = servers.start(tmp_path_factory.mktemp("mlflow_server"))
     try:
         yield url
     finally:
-        _stop(proc)
-
-
-def _tail(path: Path, n: int = 3000) -> str:
-    return path.read_text(errors="replace")[-n:]
+        servers.stop(proc)
 
 
 @pytest.fixture(scope="module")
