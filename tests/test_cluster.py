@@ -17,8 +17,8 @@ import pytest
 
 from experiments import tracking
 from tests.conftest import write_space
+from tests.mlflow_server import free_port
 from tests.test_fault_tolerance import (
-    _free_port,
     assert_clean_history,
     cli_env,
     cmdline,
@@ -61,7 +61,7 @@ def test_two_nodes_run_trials_and_survive_losing_one(tmp_path, ray_tmp):
     home = tmp_path / "home"
     home.mkdir()
     rt = ray_tmp
-    port = _free_port()
+    port = free_port()
     # README "Running on a cluster": a token on the head (copied to every node), token mode on
     # every node
     node_env = cli_env(rt, HOME=str(home), RAY_AUTH_MODE="token")
@@ -149,7 +149,7 @@ def test_two_nodes_run_trials_and_survive_losing_one(tmp_path, ray_tmp):
 def test_unreachable_cluster_address_fails_fast(tmp_path, ray_tmp):
     """--address where nothing listens: one line naming the fix within seconds, no local Ray."""
     rt = ray_tmp
-    port = _free_port()  # nothing listens there
+    port = free_port()  # nothing listens there
     space = write_space(tmp_path)
     t0 = time.time()
     p = subprocess.run(
