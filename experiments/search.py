@@ -23,6 +23,7 @@ from typing import Any
 from experiments import tracking
 from experiments.front import Front, front_table, load_front, log_front
 from lrunet import metrics as M
+from lrunet.io import first_line
 from search_spaces.loader import load_space
 from search_spaces.spec import SearchSpec
 
@@ -230,7 +231,7 @@ def init_ray(address: str | None, cpus_hint: float) -> None:
         except (ConnectionError, RuntimeError, ValueError) as e:
             raise ConnectionError(
                 f"cannot join the Ray cluster at {address!r} "
-                f"({str(e).strip().splitlines()[0][:200]}); start it with "
+                f"({first_line(e)[:200]}); start it with "
                 "'RAY_AUTH_MODE=token ray start --head', copy the head's ~/.ray/auth_token to "
                 "this machine, or drop --address to run locally"
             ) from None
@@ -465,7 +466,7 @@ def _resume_state(client, experiment_name: str) -> dict[str, Any]:
     except Exception as e:
         raise ValueError(
             f"search run {parent.info.run_id} has no readable {STATE_FILE} "
-            f"({tracking._first_line(e)[:120]}); it cannot be resumed, "
+            f"({first_line(e)[:120]}); it cannot be resumed, "
             "start a new search with --space"
         ) from None
     state = json.loads(text)

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from lrunet import metrics as M
+from lrunet.io import first_line
 from lrunet.recipe import flat_trial_config, split_trial_config
 
 log = logging.getLogger(__name__)
@@ -231,13 +232,13 @@ class BufferedWriter:
                     thunk()
                 except Exception as e:
                     if _is_permanent(e):
-                        log.warning("MLflow rejected %s: %s", what, _first_line(e))
+                        log.warning("MLflow rejected %s: %s", what, first_line(e))
                         self.pending.pop(0)
                         continue
                     if not self.warned:
                         log.warning(
                             "MLflow unreachable (%s); buffering %d write(s) for retry",
-                            _first_line(e)[:160],
+                            first_line(e)[:160],
                             len(self.pending),
                         )
                         self.warned = True
@@ -253,11 +254,6 @@ class BufferedWriter:
             if attempt + 1 < attempts:
                 time.sleep(wait_s)
         return False
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
 
 
 def _is_permanent(e: Exception) -> bool:

@@ -4,6 +4,7 @@ Every checkpoint, weight file and cache in this project is a dict of tensors and
 values, saved with `save_torch` (a temp file in the same folder, fsync, then rename, so a crash
 never leaves a half-written file) and read with `load_torch` (`torch.load(weights_only=True)`; a
 missing file is a FileNotFoundError and an unreadable one a ValueError naming it and the fix).
+Importing this module does not import torch (the driver's MLflow code uses `first_line`).
 """
 
 from __future__ import annotations
@@ -14,8 +15,6 @@ import os
 import tempfile
 from pathlib import Path
 from typing import Any
-
-import torch
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
@@ -38,6 +37,8 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
 
 def save_torch(obj: Any, path: str | os.PathLike) -> Path:
     """`torch.save` to `path` atomically."""
+    import torch
+
     buf = io.BytesIO()
     torch.save(obj, buf)
     return atomic_write_bytes(path, buf.getvalue())
@@ -53,14 +54,22 @@ def load_torch(
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{what} {str(path)!r} does not exist (check the path)")
+    import torch
+
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated zip, bad pickle, disallowed global: all mean "unusable"
-        detail = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
         raise ValueError(
             f"{what} {str(path)!r} is corrupt, truncated or not a weights-only torch file "
-            f"({detail}); {fix}"
+            f"({first_line(e)[:160]}); {fix}"
         ) from None
+
+
+def first_line(e: BaseException) -> str:
+    """The first line of an exception's message (its type name when the message is empty), for
+    one-line errors and log lines."""
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
 
 
 def check_writable_dir(out_dir: str | os.PathLike) -> Path:

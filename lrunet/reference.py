@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from lrunet.config import NUM_STAGES, LruNetConfig
-from lrunet.io import load_torch
+from lrunet.io import first_line, load_torch
 from lrunet.model import LruNet
 
 # Geometry the authors trained each dataset at (LRUNET_SPEC.md §3); counted at eval geometry.
@@ -102,9 +102,7 @@ def load_reference(
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:
-        raise ValueError(
-            f"{str(path)!r} does not match {cfg.name}: {str(e).splitlines()[0]}"
-        ) from None
+        raise ValueError(f"{str(path)!r} does not match {cfg.name}: {first_line(e)}") from None
     model.eval()
     meta = {
         k: (v.item() if isinstance(v, torch.Tensor) else v) for k, v in ckpt.items() if k != "net"

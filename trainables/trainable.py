@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from lrunet import metrics as M
+from lrunet.io import first_line
 from lrunet.recipe import split_trial_config
 from trainables.data import VAL_FRACTION, load_dataset
 from trainables.loop import Trainer
@@ -209,7 +210,7 @@ def resume_trainer(trainer: Trainer, known=None, stored: Sequence = ()) -> int:
             with checkpoint.as_directory() as d:
                 trainer.load_checkpoint(Path(d) / CHECKPOINT_FILE)
         except Exception as e:  # truncated by a crash, deleted by Tune meanwhile, ...
-            errors.append(f"{checkpoint.path}: {_first_line(e)}")
+            errors.append(f"{checkpoint.path}: {first_line(e)}")
             continue
         if errors:
             log.warning("skipped unreadable checkpoint(s): %s", "; ".join(errors))
@@ -220,11 +221,6 @@ def resume_trainer(trainer: Trainer, known=None, stored: Sequence = ()) -> int:
             "trial's checkpoint folders to train it from scratch."
         )
     return 0
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
 
 
 def _report(trainer: Trainer, result: dict[str, Any], checkpoint: bool) -> None:
