@@ -205,8 +205,9 @@ def _check_reachable(address: str, timeout: float = 5.0) -> None:
     except OSError as e:
         raise ConnectionError(
             f"cannot join the Ray cluster at {address!r}: nothing answers on {host}:{port} "
-            f"({e.strerror or e}); start the head with 'ray start --head --port {port}' "
-            "(see docs/cluster.md) or drop --address to run locally"
+            f"({e.strerror or e}); start the head with "
+            f"'RAY_AUTH_MODE=token ray start --head --port {port}' "
+            '(README, "Running on a cluster") or drop --address to run locally'
         ) from None
 
 
