@@ -1,6 +1,8 @@
 """Parameter and FLOP counts of an LruNet, analytic from its config (microseconds, no torch model).
 
-Conventions (LRUNET_SPEC.md §2), which reproduce every figure in the paper's Tables 2, 5 and 6:
+`count` is LruNet's; every family has its own (`lrunet.registry.count` picks it), all returning
+`Counts` under these conventions (LRUNET_SPEC.md §2), which reproduce every figure in the
+paper's Tables 2, 5 and 6:
 
 * params: trainable parameters, a shared (reused) tensor counted once; BN running stats excluded;
 * conv_params: Conv2d weights and biases (the reference's "convolution parameters", Table 7);
@@ -84,10 +86,11 @@ def count(cfg: LruNetConfig) -> Counts:
 
 
 def count_by_hooks(model, input_size: int | None = None) -> Counts:
-    """Measure `Counts` on a real LruNet (or any module built of the same layer types).
+    """Measure `Counts` on a real network of any family (built of these layer types).
 
-    Runs one eval-mode forward pass at batch 1 with hooks on Conv2d, BatchNorm2d, MaxPool2d and
-    the average pools.
+    Runs one eval-mode forward pass at batch 1 with hooks on Conv2d, Linear, BatchNorm2d,
+    MaxPool2d and the average pools; a module reused at several places is counted at every call.
+    A Linear head counts its MACs and nothing more; a k x k max-pool k*k per output element.
     """
     import torch
     from torch import nn
@@ -98,7 +101,9 @@ def count_by_hooks(model, input_size: int | None = None) -> Counts:
     tally = {"macs": 0, "extra": 0}
 
     def hook(m, inputs, out):
-        if isinstance(m, nn.Conv2d):
+        if isinstance(m, nn.Linear):  # a head: its MACs, no extra ops (DACNN_SPEC.md §2)
+            tally["macs"] += out.numel() * m.in_features
+        elif isinstance(m, nn.Conv2d):
             per_out = (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
             tally["macs"] += out.numel() * per_out
             tally["extra"] += out.numel()
@@ -110,7 +115,14 @@ def count_by_hooks(model, input_size: int | None = None) -> Counts:
         elif isinstance(m, (nn.AdaptiveAvgPool2d, nn.AvgPool2d)):
             tally["extra"] += inputs[0].numel()
 
-    kinds = (nn.Conv2d, nn.BatchNorm2d, nn.MaxPool2d, nn.AdaptiveAvgPool2d, nn.AvgPool2d)
+    kinds = (
+        nn.Conv2d,
+        nn.Linear,
+        nn.BatchNorm2d,
+        nn.MaxPool2d,
+        nn.AdaptiveAvgPool2d,
+        nn.AvgPool2d,
+    )
     handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, kinds)]
     # the CPU fast path (lrunet.fast) calls no submodules: measure the plain pass instead
     plain = [m for m in model.modules() if hasattr(m, "forward_plain")]

@@ -1,6 +1,6 @@
 """The training recipe as a frozen dataclass, and the one entry point that turns a flat trial
 config (a Ray Tune `config` dict, an MLflow params dict, a YAML `fixed:` block) into a model
-config and a recipe.
+config (of any registered family) and a recipe.
 
 Defaults are the paper's (§3, LRUNET_SPEC.md §4): SGD with momentum 0.9, weight decay 5e-4 on all
 parameters, lr 0.1, batch 256. The released code has no schedule (the LR was changed by hand at
@@ -15,7 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from lrunet.config import NUM_STAGES, LruNetConfig
+from lrunet.families import lrunet as _lrunet
+from lrunet.registry import DEFAULT_FAMILY, FAMILY_KEY, config_to_knobs, get_family
 
 SCHEDULES = ("step", "cosine", "constant")
 STEP_MILESTONES = (2 / 3, 5 / 6)  # 200/300 and 250/300 of the paper's budget
@@ -60,47 +61,47 @@ class Recipe:
         return dataclasses.asdict(self)
 
 
-MODEL_KEYS = ("reuse", "width", "groups", "shuffle", "dropout", "sharing")
-STAGE_REUSE_KEYS = tuple(f"reuse_{s + 1}" for s in range(NUM_STAGES))
+# LruNet's knobs (the default family); other families' knobs: `trial_keys(family)`.
+MODEL_KEYS = _lrunet.MODEL_KEYS
+STAGE_REUSE_KEYS = _lrunet.STAGE_REUSE_KEYS
 RECIPE_KEYS = tuple(f.name for f in dataclasses.fields(Recipe))
-TRIAL_KEYS = MODEL_KEYS + STAGE_REUSE_KEYS + RECIPE_KEYS
+TRIAL_KEYS = (FAMILY_KEY, *MODEL_KEYS, *STAGE_REUSE_KEYS, *RECIPE_KEYS)
 
 
-def split_trial_config(flat: Mapping[str, Any], **geometry: int) -> tuple[LruNetConfig, Recipe]:
-    """Turn a flat trial config into (LruNetConfig, Recipe). Unknown keys raise ValueError.
+def trial_keys(family: str = DEFAULT_FAMILY) -> tuple[str, ...]:
+    """Every key a flat trial config of `family` may hold: family, its model knobs, the recipe."""
+    return (FAMILY_KEY, *get_family(family).knobs, *RECIPE_KEYS)
 
-    Per-stage reuse is `reuse_1` .. `reuse_4`; `reuse` sets all four (a per-stage key wins).
-    `geometry` (num_classes, in_channels, input_size) comes from the dataset.
+
+def split_trial_config(flat: Mapping[str, Any], **geometry: int) -> tuple[Any, Recipe]:
+    """Turn a flat trial config into (model config, Recipe). Unknown keys raise ValueError.
+
+    `family` names the architecture family (default lrunet); the other model keys are that
+    family's knobs (LruNet: per-stage reuse is `reuse_1` .. `reuse_4`, and `reuse` sets all four;
+    a per-stage key wins). `geometry` (num_classes, in_channels, input_size) comes from the dataset.
     """
-    unknown = sorted(set(flat) - set(TRIAL_KEYS))
+    family = get_family(flat.get(FAMILY_KEY, DEFAULT_FAMILY))
+    allowed = trial_keys(family.name)
+    unknown = sorted(set(flat) - set(allowed))
     if unknown:
         import difflib
 
         hints = []
         for k in unknown:
-            close = difflib.get_close_matches(k, TRIAL_KEYS, n=1)
+            close = difflib.get_close_matches(k, allowed, n=1)
             hints.append(f"{k!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
         raise ValueError(
-            f"unknown trial config key(s) {', '.join(hints)}; allowed: {', '.join(TRIAL_KEYS)}"
+            f"unknown trial config key(s) {', '.join(hints)} for family {family.name}; "
+            f"allowed: {', '.join(allowed)}"
         )
-    model: dict[str, Any] = {k: flat[k] for k in MODEL_KEYS if k in flat}
-    base = model.pop("reuse", LruNetConfig.reuse)
-    if isinstance(base, int) and not isinstance(base, bool):
-        base = (base,) * NUM_STAGES
-    elif isinstance(base, (list, tuple)) and len(base) == 1:
-        base = tuple(base) * NUM_STAGES
-    if any(k in flat for k in STAGE_REUSE_KEYS):
-        if not isinstance(base, (list, tuple)) or len(base) != NUM_STAGES:
-            raise ValueError(f"reuse: expected an integer or {NUM_STAGES} integers, got {base!r}")
-        base = tuple(flat.get(k, base[s]) for s, k in enumerate(STAGE_REUSE_KEYS))
-    model["reuse"] = tuple(base) if isinstance(base, list) else base
+    model = family.from_knobs({k: flat[k] for k in family.knobs if k in flat}, **geometry)
     recipe = Recipe(**{k: flat[k] for k in RECIPE_KEYS if k in flat})
-    return LruNetConfig(**model, **geometry), recipe
+    return model, recipe
 
 
-def flat_trial_config(cfg: LruNetConfig, recipe: Recipe) -> dict[str, Any]:
-    """The inverse of `split_trial_config` (per-stage reuse spelled out, geometry left out)."""
-    flat: dict[str, Any] = {k: getattr(cfg, k) for k in MODEL_KEYS if k != "reuse"}
-    flat.update({k: n for k, n in zip(STAGE_REUSE_KEYS, cfg.reuse)})
+def flat_trial_config(cfg: Any, recipe: Recipe) -> dict[str, Any]:
+    """The inverse of `split_trial_config`: family, every model knob, the recipe (geometry left
+    out)."""
+    flat = config_to_knobs(cfg)
     flat.update(recipe.to_dict())
     return flat

@@ -1,0 +1,105 @@
+"""LruNet (Köpüklü et al. 2019) on the family registry.
+
+The config, name grammar, network and counts live in `lrunet.config`, `lrunet.model` and
+`lrunet.counting` (their module docstrings cite the spec); this module declares them to the
+registry together with the search-space knobs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from lrunet.config import (
+    MAX_REUSE,
+    NUM_STAGES,
+    SHARING_MODES,
+    SHUFFLE_VARIANTS,
+    LruNetConfig,
+    parse_name,
+)
+from lrunet.counting import count
+from lrunet.knobs import Knob
+from lrunet.registry import Family, register_family
+
+STAGE_REUSE_KEYS = tuple(f"reuse_{s + 1}" for s in range(NUM_STAGES))
+_REUSE = {"type": int, "lo": 1, "hi": MAX_REUSE}
+KNOBS = {
+    k.name: k
+    for k in (
+        Knob("reuse", "model", **_REUSE),
+        Knob("width", "model", float, lo=1 / 64),  # int(64 * width) >= 1 stage-1 channel
+        Knob("groups", "model", int, lo=1),
+        Knob("shuffle", "model", str, names=SHUFFLE_VARIANTS),
+        Knob("dropout", "model", float, lo=0, hi=1, hi_open=True),
+        Knob("sharing", "model", str, names=SHARING_MODES),
+        *(Knob(k, "model", **_REUSE) for k in STAGE_REUSE_KEYS),
+    )
+}
+MODEL_KEYS = tuple(k for k in KNOBS if k not in STAGE_REUSE_KEYS)
+
+
+def from_knobs(values: Mapping[str, Any], **geometry: Any) -> LruNetConfig:
+    """Per-stage reuse is `reuse_1` .. `reuse_4`; `reuse` sets all four (a per-stage key wins)."""
+    model: dict[str, Any] = {k: values[k] for k in MODEL_KEYS if k in values}
+    base = model.pop("reuse", LruNetConfig.reuse)
+    if isinstance(base, int) and not isinstance(base, bool):
+        base = (base,) * NUM_STAGES
+    elif isinstance(base, (list, tuple)) and len(base) == 1:
+        base = tuple(base) * NUM_STAGES
+    if any(k in values for k in STAGE_REUSE_KEYS):
+        if not isinstance(base, (list, tuple)) or len(base) != NUM_STAGES:
+            raise ValueError(f"reuse: expected an integer or {NUM_STAGES} integers, got {base!r}")
+        base = tuple(values.get(k, base[s]) for s, k in enumerate(STAGE_REUSE_KEYS))
+    model["reuse"] = tuple(base) if isinstance(base, list) else base
+    return LruNetConfig(**model, **geometry)
+
+
+def to_knobs(cfg: LruNetConfig) -> dict[str, Any]:
+    """Every knob of `cfg`, per-stage reuse spelled out (`reuse` itself left out)."""
+    flat: dict[str, Any] = {k: getattr(cfg, k) for k in MODEL_KEYS if k != "reuse"}
+    flat.update({k: n for k, n in zip(STAGE_REUSE_KEYS, cfg.reuse)})
+    return flat
+
+
+def _build(cfg: LruNetConfig):
+    from lrunet.model import LruNet
+
+    return LruNet(cfg)
+
+
+def _details(cfg: LruNetConfig) -> list[str]:
+    return [
+        f"depth        {cfg.depth} conv layers, reuse per stage {list(cfg.reuse)}",
+        f"widths       stem {cfg.stem_width}, stages {list(cfg.stage_widths)}, "
+        f"head {cfg.head_width}",
+        f"sharing      {cfg.sharing}: "
+        + (
+            "one dw+pw pair per stage, applied N times"
+            if cfg.sharing == "tied"
+            else "a new dw+pw pair for every pass"
+        ),
+    ]
+
+
+FAMILY = register_family(
+    Family(
+        name="lrunet",
+        tag="LruNet",
+        config=LruNetConfig,
+        grammar="<N or N1.N2.N3.N4>-LruNet-<width>x[-g<groups>][-s<shuffle>][-d<dropout>]"
+        "[-untied]",
+        summary="Layer Reuse Network: one depthwise + grouped pointwise pair per stage, "
+        "applied N times (new BN per pass, channel shuffle between passes)",
+        parse=parse_name,
+        build=_build,
+        count=count,
+        knobs=KNOBS,
+        from_knobs=from_knobs,
+        to_knobs=to_knobs,
+        monotone=("reuse", *STAGE_REUSE_KEYS),
+        presets=tuple(f"{n}-LruNet-1x" for n in (1, 2, 4, 6, 8, 10, 12, 14, 16))
+        + ("14-LruNet-2x", "8-LruNet-1x-untied"),
+        details=_details,
+    )
+)
