@@ -200,6 +200,126 @@ def test_digits():
     assert again is not ds and torch.equal(again.test_x, ds.test_x)  # fixed, seeded split
 
 
+def test_digits_train_images_is_the_real_count():
+    ds = D.load_dataset("digits")
+    assert len(ds.train_y) == D.DATASETS["digits"].train_images == 1438 and len(ds.test_y) == 359
+
+
+def test_dataset_table_is_lrunet_datasets():
+    import lrunet.datasets
+
+    assert D.DATASETS is lrunet.datasets.DATASETS
+    assert D.DatasetInfo is lrunet.datasets.DatasetInfo
+    assert D.DATASET_NAMES is lrunet.datasets.DATASET_NAMES and "svhn" in D.DATASET_NAMES
+
+
+# --- SVHN: torchvision's .mat files ------------------------------------------------------------
+
+
+def _write_svhn(folder: Path, n_train: int = 40, n_test: int = 12) -> dict[str, dict]:
+    """train_32x32.mat / test_32x32.mat as torchvision downloads them: X (32, 32, 3, N) uint8,
+    y (N, 1) with labels 1..10, 10 meaning the digit 0."""
+    import scipy.io
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(3)
+    written = {}
+    for name, n in (("train_32x32.mat", n_train), ("test_32x32.mat", n_test)):
+        mat = {
+            "X": rng.integers(0, 256, (32, 32, 3, n), dtype=np.uint8),
+            "y": (np.arange(n) % 10 + 1).astype(np.uint8).reshape(n, 1),  # 1..10: 10s included
+        }
+        scipy.io.savemat(folder / name, mat)
+        written[name] = mat
+    return written
+
+
+@pytest.mark.parametrize("layout", ["flat", "svhn-folder"])
+def test_svhn_mat_files(tmp_path, layout):
+    folder = tmp_path / "svhn" if layout == "svhn-folder" else tmp_path
+    mats = _write_svhn(folder)
+    ds = D.load_dataset("svhn", tmp_path)
+    assert ds.source == str(folder) and ds.info is D.DATASETS["svhn"]
+    assert ds.train_x.shape == (40, 3, 32, 32) and ds.test_x.shape == (12, 3, 32, 32)
+    assert ds.train_x.dtype == torch.uint8 and ds.train_y.dtype == torch.int64
+    X = mats["train_32x32.mat"]["X"]
+    for i, c, h, w in ((0, 0, 0, 0), (7, 2, 5, 30), (39, 1, 31, 2), (13, 0, 17, 9)):
+        assert ds.train_x[i, c, h, w] == X[h, w, c, i]
+    assert torch.equal(
+        ds.test_x, torch.from_numpy(mats["test_32x32.mat"]["X"]).permute(3, 2, 0, 1)
+    )
+    raw_y = mats["train_32x32.mat"]["y"][:, 0]
+    assert ds.train_y.tolist() == [int(v) % 10 for v in raw_y]  # 10 -> 0, the rest unchanged
+    assert ds.train_y[9] == 0 and raw_y[9] == 10 and ds.train_y[3] == 4
+    assert sorted(set(ds.test_y.tolist())) == list(range(10))
+    assert ds.classes == tuple("0123456789") and ds.info.flip is False
+    assert ds.geometry == {"num_classes": 10, "in_channels": 3, "input_size": 32}
+
+
+def test_svhn_validation_split_is_stratified_and_stable(tmp_path):
+    _write_svhn(tmp_path, n_train=200)
+    ds = D.load_dataset("svhn", tmp_path)
+    train, val = D.split_indices(ds.train_y)
+    assert torch.bincount(ds.train_y[val], minlength=10).tolist() == [2] * 10
+    assert len(train) == 180 and set(train.tolist()).isdisjoint(val.tolist())
+    D._PROCESS_CACHE.clear()
+    again = D.load_dataset("svhn", tmp_path)  # from the file cache, same labels, same split
+    assert again is not ds and torch.equal(D.split_indices(again.train_y)[1], val)
+
+
+def test_svhn_file_cache_serves_a_second_load(tmp_path, monkeypatch):
+    monkeypatch.setenv("LRUNET_CACHE_DIR", str(tmp_path / "svhn-cache"))
+    _write_svhn(tmp_path / "data")
+    first = D.load_dataset("svhn", tmp_path / "data")
+    assert D.load_dataset("svhn", tmp_path / "data") is first  # process cache
+    cached = list((tmp_path / "svhn-cache").glob("svhn-*.pt"))
+    assert len(cached) == 1
+    blob = torch.load(cached[0], weights_only=True)
+    blob["test_y"] = blob["test_y"].flip(0)  # prove the next load reads the cache file
+    torch.save(blob, cached[0])
+    D._PROCESS_CACHE.clear()
+    second = D.load_dataset("svhn", tmp_path / "data")
+    assert torch.equal(second.test_y, first.test_y.flip(0))
+    assert torch.equal(second.train_x, first.train_x) and second.info is D.DATASETS["svhn"]
+
+
+def test_missing_svhn_says_where_and_how(tmp_path):
+    _write_svhn(tmp_path)
+    (tmp_path / "test_32x32.mat").unlink()  # half a dataset is still missing
+    with pytest.raises(FileNotFoundError) as e:
+        D.load_dataset("svhn", tmp_path)
+    msg = str(e.value)
+    assert "\n" not in msg and "test_32x32.mat" in msg and "--download" in msg
+    assert str(tmp_path) in msg and str(tmp_path / "svhn") in msg
+
+
+@pytest.mark.parametrize(
+    "content, needle",
+    [
+        (b"this is not a mat file" * 20, "is not a readable SVHN .mat file"),
+        (b"", "is not a readable SVHN .mat file"),
+        ("foreign", "has no X and y arrays"),
+        ("float", "X must be uint8 shaped (32, 32, 3, N)"),
+    ],
+    ids=["garbage", "empty", "foreign", "float-pixels"],
+)
+def test_corrupt_svhn_file_is_a_one_line_error(tmp_path, content, needle):
+    import scipy.io
+
+    _write_svhn(tmp_path)
+    path = tmp_path / "train_32x32.mat"
+    if content == "foreign":
+        scipy.io.savemat(path, {"images": np.zeros((4, 4))})
+    elif content == "float":
+        scipy.io.savemat(path, {"X": np.zeros((32, 32, 3, 2)), "y": np.ones((2, 1))})
+    else:
+        path.write_bytes(content)
+    with pytest.raises(ValueError) as e:
+        D.load_dataset("svhn", tmp_path)
+    msg = str(e.value)
+    assert "\n" not in msg and str(path) in msg and needle in msg
+
+
 def test_split_is_stratified_fixed_and_disjoint():
     labels = torch.arange(1000) % 10
     train, val = D.split_indices(labels, 0.1)

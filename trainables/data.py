@@ -3,11 +3,15 @@
 The paper trains on CIFAR-10, CIFAR-100 and Fashion-MNIST from torchvision (LRUNET_SPEC.md §3);
 pixels are fed as value/255 with no normalisation, which is kept. Every loader returns a `Dataset`
 of uint8 tensors shaped (N, C, H, W) plus int64 labels; augmentation happens later, on batches, on
-the trial's device (`trainables.augment`).
+the trial's device (`trainables.augment`). Each dataset's geometry and training-set size come from
+the one dataset table, `lrunet.datasets` (re-exported here as `DatasetInfo`, `DATASETS`).
 
     cifar10, cifar100  torchvision's pickles: <data_dir>/cifar-10-batches-py/, cifar-100-python/
     fashionmnist       idx .gz files in <data_dir>/FashionMNIST/raw/ or <data_dir>/, else Debian's
                        /usr/share/datasets/fashion-mnist (apt-get install -y dataset-fashion-mnist)
+    svhn               torchvision's train_32x32.mat and test_32x32.mat in <data_dir>/ or
+                       <data_dir>/svhn/: the standard split without "extra" (73,257 / 26,032),
+                       label 10 read as digit 0 as torchvision does
     imagefolder        <data_dir>/train/<class>/* and <data_dir>/test/<class>/*, decoded with PIL
                        once, converted to RGB (L when every image is greyscale), resized to 32x32
     digits             scikit-learn's bundled 8x8 digits upsampled to 32x32; always available
@@ -35,7 +39,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lrunet.io import save_torch
+from lrunet.datasets import DATASET_NAMES, DATASETS, DatasetInfo
+from lrunet.io import first_line, save_torch
 
 SPLIT_SEED = 20190521  # validation split and subsets; never the trial seed
 VAL_FRACTION = 0.1
@@ -55,47 +60,6 @@ IMAGE_EXTENSIONS = (
     ".tif",
     ".tiff",
 )
-
-
-@dataclass(frozen=True)
-class DatasetInfo:
-    """What a model needs to know about a dataset.
-
-    train_size is the side of the training crops; eval_size the side of the stored evaluation
-    images, which is also the geometry the paper counts MFLOPs at (Fashion-MNIST: train 32, eval
-    28, spec §3 and §2). eval_pad zero-pads evaluation images on every side before the model sees
-    them: Fashion-MNIST is trained on 32x32 crops of the 4-padded 28x28 images, and the
-    reference's raw 28x28 evaluation changes every feature map's size (14-7-4 instead of 16-8-4),
-    costing 0.35-0.6 points on trained models and about 4 after one epoch (spec §6.6). Here
-    validation and test images are padded by 2 to the training geometry; the reference's way
-    (`eval_pad=0`) is what `tests/test_reference.py` uses to reproduce the released checkpoints.
-    """
-
-    name: str
-    num_classes: int
-    in_channels: int
-    train_size: int
-    eval_size: int
-    flip: bool  # horizontal flip in augmentation (the reference flips even Fashion-MNIST)
-    eval_pad: int = 0  # zero padding of evaluation images, per side
-
-    @property
-    def geometry(self) -> dict[str, int]:
-        """Keyword arguments for `LruNetConfig` / `split_trial_config`."""
-        return {
-            "num_classes": self.num_classes,
-            "in_channels": self.in_channels,
-            "input_size": self.eval_size,
-        }
-
-
-DATASETS: dict[str, DatasetInfo] = {
-    "cifar10": DatasetInfo("cifar10", 10, 3, 32, 32, True),
-    "cifar100": DatasetInfo("cifar100", 100, 3, 32, 32, True),
-    "fashionmnist": DatasetInfo("fashionmnist", 10, 1, 32, 28, True, eval_pad=2),
-    "digits": DatasetInfo("digits", 10, 1, 32, 32, False),
-}
-DATASET_NAMES = (*DATASETS, "imagefolder")  # imagefolder's classes/channels come from the files
 
 
 def pad_for_eval(images: torch.Tensor, info: DatasetInfo) -> torch.Tensor:
@@ -203,6 +167,7 @@ _FMNIST_FILES = (
     "t10k-images-idx3-ubyte",
     "t10k-labels-idx1-ubyte",
 )
+_SVHN_FILES = ("train_32x32.mat", "test_32x32.mat")  # torchvision's; "extra" is not used
 
 
 def _locate(name: str, root: Path, download: bool) -> list[Path]:
@@ -236,6 +201,23 @@ def _locate(name: str, root: Path, download: bool) -> list[Path]:
             f"with `apt-get install -y dataset-fashion-mnist` or pass --download (torchvision, "
             f"needs the network)"
         )
+    if name == "svhn":
+        candidates = [root, root / "svhn"]
+        for folder in candidates:
+            files = [folder / n for n in _SVHN_FILES]
+            if all(f.is_file() for f in files):
+                return files
+        if download:
+            _download(name, root)
+            files = [root / n for n in _SVHN_FILES]
+            if all(f.is_file() for f in files):
+                return files
+        looked = " or ".join(str(c.resolve()) for c in candidates)
+        raise FileNotFoundError(
+            f"svhn: no {' and '.join(_SVHN_FILES)} in {looked}; fetch them with "
+            f"`python launch.py train ... --dataset svhn --data-dir {root} --download` "
+            f"(torchvision download, needs the network) or copy torchvision's SVHN files there"
+        )
     # imagefolder
     train, test = root / "train", root / "test"
     if not train.is_dir() or not test.is_dir():
@@ -258,6 +240,10 @@ def _download(name: str, root: Path) -> None:
 
     cls = {"cifar10": tvd.CIFAR10, "cifar100": tvd.CIFAR100, "fashionmnist": tvd.FashionMNIST}
     try:
+        if name == "svhn":
+            for split in ("train", "test"):
+                tvd.SVHN(str(root), split=split, download=True)
+            return
         for train in (True, False):
             cls[name](str(root), train=train, download=True)
     except (OSError, RuntimeError) as e:  # URLError is an OSError
@@ -387,6 +373,47 @@ def _load_fashionmnist(files: list[Path]) -> Dataset:
     )
 
 
+def read_svhn_mat(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """One of torchvision's SVHN .mat files as uint8 (N, 3, 32, 32) images and int64 labels 0-9.
+
+    The file holds X shaped (32, 32, 3, N) and y shaped (N, 1) with labels 1..10, 10 meaning the
+    digit 0; like torchvision, 10 is read as 0.
+    """
+    import scipy.io
+
+    try:
+        mat = scipy.io.loadmat(path, variable_names=("X", "y"))
+    except Exception as e:  # garbage, truncation, HDF5 (v7.3) files fail in many different ways
+        raise ValueError(
+            f"svhn: {path} is not a readable SVHN .mat file ({first_line(e)[:160]}); "
+            f"replace it with torchvision's (--download)"
+        ) from None
+    x, y = mat.get("X"), mat.get("y")
+    if x is None or y is None:
+        found = sorted(k for k in mat if not k.startswith("__"))
+        raise ValueError(f"svhn: {path} has no X and y arrays (found {found}); not an SVHN file")
+    if x.dtype != np.uint8 or x.ndim != 4 or x.shape[:3] != (32, 32, 3):
+        raise ValueError(
+            f"svhn: {path}: X must be uint8 shaped (32, 32, 3, N), got {x.dtype} {x.shape}"
+        )
+    y = np.asarray(y).reshape(-1).astype(np.int64)
+    if len(y) != x.shape[3]:
+        raise ValueError(f"svhn: {path}: {x.shape[3]} images but {len(y)} labels")
+    if len(y) and (y.min() < 0 or y.max() > 10):
+        raise ValueError(f"svhn: {path}: labels must be 1..10, found {y.min()}..{y.max()}")
+    y[y == 10] = 0
+    images = np.ascontiguousarray(x.transpose(3, 2, 0, 1))  # (H, W, C, N) -> (N, C, H, W)
+    return torch.from_numpy(images), torch.from_numpy(y)
+
+
+def _load_svhn(files: list[Path]) -> Dataset:
+    (train_x, train_y), (test_x, test_y) = (read_svhn_mat(f) for f in files)
+    classes = tuple(str(i) for i in range(10))
+    return Dataset(
+        DATASETS["svhn"], train_x, train_y, test_x, test_y, classes, str(files[0].parent)
+    )
+
+
 def _load_imagefolder(files: list[Path]) -> Dataset:
     from PIL import Image
 
@@ -438,7 +465,9 @@ def _load_imagefolder(files: list[Path]) -> Dataset:
 
     train_x, train_y = stack(train_list)
     test_x, test_y = stack(test_list)
-    info = DatasetInfo("imagefolder", len(classes), 1 if grey else 3, size, size, True)
+    info = DatasetInfo(
+        "imagefolder", len(classes), 1 if grey else 3, size, size, True, train_images=len(train_x)
+    )
     return Dataset(info, train_x, train_y, test_x, test_y, classes, str(train_dir.parent))
 
 
@@ -467,6 +496,7 @@ _LOADERS = {
     "cifar10": lambda files: _load_cifar("cifar10", files),
     "cifar100": lambda files: _load_cifar("cifar100", files),
     "fashionmnist": _load_fashionmnist,
+    "svhn": _load_svhn,
     "imagefolder": _load_imagefolder,
 }
 
