@@ -293,7 +293,7 @@ def _images(x) -> Any:
 def export_one(args, client, experiment, sel: Selected, model_file, out: Path):
     """Export (after an optional retrain) one selected trial; returns (folder, Registration)."""
     from experiments.export import export_model, register_export, sanitise_alias
-    from lrunet.model import LruNet
+    from lrunet.registry import build_model
     from trainables.data import load_dataset, pad_for_eval
     from trainables.loop import evaluate_model
 
@@ -324,7 +324,7 @@ def export_one(args, client, experiment, sel: Selected, model_file, out: Path):
         source["retrain_epochs"] = args.retrain_epochs
     else:
         state_dict, metrics = model_file.state_dict, dict(trial_metrics)
-    model = LruNet(cfg)
+    model = build_model(cfg)
     model.load_state_dict(state_dict)
     # evaluation sees the test images as training-geometry inputs (Fashion-MNIST: 28 padded to
     # 32); the exported model does that padding itself (input_pad), so it takes raw images

@@ -1,4 +1,5 @@
-"""Export a trained LruNet as a standalone model: TorchScript, ONNX, weights, config and a card.
+"""Export a trained network (any registered family) as a standalone model: TorchScript, ONNX,
+weights, config and a card.
 
 A search winner has to leave the platform: the folder written by `export_model` is loadable with
 torch alone (`torch.jit.load`) or onnxruntime alone, without this project on the path. Every
@@ -33,8 +34,8 @@ import yaml
 from lrunet import metrics as M
 from lrunet.config import LruNetConfig
 from lrunet.io import check_writable_dir, load_torch, save_torch
-from lrunet.model import LruNet
 from lrunet.recipe import Recipe, flat_trial_config
+from lrunet.registry import build_model, config_from_dict, config_to_dict, count, family_of
 
 MODEL_FILE_KEYS = ("state_dict", "config", "recipe", "dataset", "metrics")
 CONFIG_FILE = "config.yaml"
@@ -57,7 +58,7 @@ _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 class ModelFile:
     """The contents of a trial's `model/model.pt`."""
 
-    model_cfg: LruNetConfig
+    model_cfg: Any  # a registered family's config
     recipe: Recipe
     state_dict: dict[str, torch.Tensor]
     dataset: str
@@ -66,7 +67,7 @@ class ModelFile:
 
 def save_model_file(
     path: str | os.PathLike,
-    model_cfg: LruNetConfig,
+    model_cfg: Any,
     recipe: Recipe,
     state_dict: Mapping[str, torch.Tensor],
     dataset: str,
@@ -77,7 +78,7 @@ def save_model_file(
     path = Path(path)
     payload = {
         "state_dict": {k: v.detach().cpu().clone() for k, v in state_dict.items()},
-        "config": model_cfg.to_dict(),
+        "config": config_to_dict(model_cfg),
         "recipe": recipe.to_dict(),
         "dataset": str(dataset),
         "metrics": {str(k): float(v) for k, v in metrics.items()},
@@ -98,7 +99,7 @@ def load_model_file(path: str | os.PathLike) -> ModelFile:
             f"{list(MODEL_FILE_KEYS)}, got {keys}"
         )
     try:
-        cfg = LruNetConfig.from_dict(raw["config"])
+        cfg = config_from_dict(raw["config"])
         recipe = Recipe(**raw["recipe"])
     except (TypeError, ValueError) as e:
         raise ValueError(f"model file {path} holds an invalid config: {e}") from None
@@ -145,7 +146,7 @@ def check_export_name(name: str) -> str:
 
 
 def export_model(
-    model_cfg: LruNetConfig,
+    model_cfg: Any,
     state_dict: Mapping[str, torch.Tensor],
     out_dir: str | os.PathLike,
     *,
@@ -174,7 +175,7 @@ def export_model(
         )
     if isinstance(input_pad, bool) or not isinstance(input_pad, int) or input_pad < 0:
         raise ValueError(f"input_pad: expected an integer >= 0, got {input_pad!r}")
-    net = LruNet(model_cfg)
+    net = build_model(model_cfg)
     net.load_state_dict(dict(state_dict), strict=True)
     net.eval()
     model = PadInput(net, input_pad).eval() if input_pad else net
@@ -190,6 +191,7 @@ def export_model(
         counts = _counts(model_cfg, net, int(example.shape[-1]))
         info = {
             "name": name,
+            "family": family_of(model_cfg).name,
             "architecture": model_cfg.to_dict(),
             "recipe": recipe.to_dict(),
             "trial_config": flat_trial_config(model_cfg, recipe),
@@ -247,7 +249,29 @@ def verify_export(
     return worst
 
 
-def model_card(model_cfg: LruNetConfig, info: Mapping[str, Any]) -> str:
+def _describe_network(model_cfg: Any, c: int, h: int, w: int, dataset: str) -> str:
+    """The card's first sentences: what the network is and what it shares."""
+    if isinstance(model_cfg, LruNetConfig):
+        reuse = ", ".join(str(n) for n in model_cfg.reuse)
+        return (
+            f'A Layer Reuse Network (LruNet; Köpüklü et al. 2019, "Convolutional Neural Networks '
+            f'with Layer Reuse") classifying {c}-channel {h}x{w} images into '
+            f"{model_cfg.num_classes} classes, trained on **{dataset}**. Each of its four stages "
+            f"applies one shared depthwise 3x3 + grouped pointwise 1x1 pair N times (N per stage: "
+            f"{reuse}; width {model_cfg.width:g}x, pointwise groups {model_cfg.groups}, shuffle "
+            f'"{model_cfg.shuffle}", {model_cfg.sharing} weights, {model_cfg.depth} convolution '
+            "layers on the forward path)."
+        )
+    family = family_of(model_cfg)
+    details = "; ".join(" ".join(line.split()) for line in family.details(model_cfg))
+    return (
+        f"A {family.tag} network ({family.summary}) classifying {c}-channel {h}x{w} images "
+        f"into {model_cfg.num_classes} classes, trained on **{dataset}**"
+        + (f" ({details})." if details else ".")
+    )
+
+
+def model_card(model_cfg: Any, info: Mapping[str, Any]) -> str:
     """The MODEL_CARD.md text for an export described by `info` (the config.yaml contents)."""
     metrics = info.get("metrics") or {}
     counts = info["counts"]
@@ -261,21 +285,12 @@ def model_card(model_cfg: LruNetConfig, info: Mapping[str, Any]) -> str:
 
     source = info.get("source") or {}
     src = ", ".join(f"{k} `{v}`" for k, v in source.items()) or "not recorded"
-    reuse = ", ".join(str(n) for n in model_cfg.reuse)
     val = acc(M.VAL_ACC, metrics)
     trial_metrics = info.get("trial_metrics") or {}
     if val == "n/a" and M.VAL_ACC in trial_metrics:
         val = acc(M.VAL_ACC, trial_metrics) + " (the search trial's)"
     checks = info["checks"]
-    intro = (
-        f'A Layer Reuse Network (LruNet; Köpüklü et al. 2019, "Convolutional Neural Networks with '
-        f'Layer Reuse") classifying {c}-channel {h}x{w} images into {model_cfg.num_classes} '
-        f"classes, trained on **{dataset}**. Each of its four stages applies one shared "
-        f"depthwise 3x3 + grouped pointwise 1x1 pair N times (N per stage: {reuse}; width "
-        f"{model_cfg.width:g}x, pointwise groups {model_cfg.groups}, shuffle "
-        f'"{model_cfg.shuffle}", {model_cfg.sharing} weights, {model_cfg.depth} convolution '
-        "layers on the forward path)."
-    )
+    intro = _describe_network(model_cfg, c, h, w, dataset)
     pad = int(info["input"].get("pad", 0))
     if pad:
         intro += (
@@ -317,7 +332,7 @@ def model_card(model_cfg: LruNetConfig, info: Mapping[str, Any]) -> str:
 ## Files
 - `{TORCHSCRIPT_FILE}`: TorchScript, needs only `torch`.
 - `{ONNX_FILE}`: ONNX (input `{ONNX_INPUT}`, output `{ONNX_OUTPUT}`, dynamic batch axis).
-- `{WEIGHTS_FILE}`: the state dict for this project's `lrunet.model.LruNet`.
+- `{WEIGHTS_FILE}`: the state dict for this project's `lrunet.build_model("{info["name"]}")`.
 - `{CONFIG_FILE}`: architecture, training recipe, provenance, metrics.
 
 ## Load with plain torch
@@ -471,16 +486,15 @@ def _write_onnx(model: torch.nn.Module, example: torch.Tensor, path: Path) -> No
         )
 
 
-def _counts(cfg: LruNetConfig, model: LruNet, input_size: int) -> dict[str, Any]:
+def _counts(cfg: Any, model: torch.nn.Module, input_size: int) -> dict[str, Any]:
     """Analytic counts at the dataset's image size, the paper's convention (Fashion-MNIST at 28x28
     even though the network sees it padded to 32x32)."""
-    from lrunet.counting import count
+    import dataclasses
 
-    c = count(cfg.replace(input_size=input_size))
-    if c.params != model.num_params():
-        raise ExportCheckError(
-            f"lrunet.counting says {c.params} params but the model has {model.num_params()}"
-        )
+    c = count(dataclasses.replace(cfg, input_size=input_size))
+    have = sum(p.numel() for p in model.parameters())
+    if c.params != have:
+        raise ExportCheckError(f"the analytic count says {c.params} params, the model has {have}")
     return {
         "params": int(c.params),
         "conv_params": int(c.conv_params),

@@ -253,8 +253,8 @@ class ModelWriter:
         import tempfile
 
         from experiments.export import save_model_file
-        from lrunet.config import LruNetConfig
         from lrunet.recipe import Recipe
+        from lrunet.registry import config_from_dict
         from trainables.checkpoint import load_checkpoint
         from trainables.trainable import CHECKPOINT_FILE
 
@@ -271,7 +271,7 @@ class ModelWriter:
         metrics[M.EPOCH] = float(state["epoch"])
         save_model_file(
             path,
-            LruNetConfig.from_dict(state["config"]),
+            config_from_dict(state["config"]),
             Recipe(**state["recipe"]),
             state["model"],
             self.dataset,

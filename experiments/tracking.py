@@ -40,6 +40,7 @@ from typing import Any
 from lrunet import metrics as M
 from lrunet.io import first_line
 from lrunet.recipe import flat_trial_config, split_trial_config
+from lrunet.registry import DEFAULT_FAMILY, FAMILY_KEY
 
 log = logging.getLogger(__name__)
 
@@ -378,6 +379,7 @@ class _TrialTracker:
                     ROLE_TAG: TRIAL_ROLE,
                     "trial_id": tid,
                     "arch": arch,
+                    FAMILY_KEY: params.get(FAMILY_KEY, DEFAULT_FAMILY),
                     "dataset": self.dataset,
                     STATUS_TAG: RUNNING,
                 },
@@ -569,6 +571,7 @@ class _TrialTracker:
                 PARENT_TAG: self.parent_run_id,
                 ROLE_TAG: TRIAL_ROLE,
                 "arch": arch,
+                FAMILY_KEY: params.get(FAMILY_KEY, DEFAULT_FAMILY),
                 "dataset": self.dataset,
                 "config_hash": key,
                 STATUS_TAG: INFEASIBLE,

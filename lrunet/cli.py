@@ -1,31 +1,81 @@
-"""`python launch.py describe ARCH`: the counts of an architecture, the paper's way."""
+"""`python launch.py describe ARCH`: the counts of an architecture of any family, the paper's way.
+
+python launch.py describe 14-LruNet-1x                  counts at CIFAR-10 geometry
+python launch.py describe 2.2.2.2-DACNN-res128 --dataset svhn --json
+python launch.py describe --list                        families, grammars and presets
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 
-from lrunet.config import parse_name
-from lrunet.counting import count
-from lrunet.reference import REFERENCE_GEOMETRY
+from lrunet.datasets import DATASETS
+from lrunet.registry import family_of, get_family, list_families, parse_name
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "arch", help="architecture name, e.g. 14-LruNet-1x or 2.4.8.14-LruNet-1x-g4"
+        "arch",
+        nargs="?",
+        help="architecture name, e.g. 14-LruNet-1x, 2.2.2.2-DACNN-res128 or MobileNetV2-0.25x",
     )
     parser.add_argument(
         "--dataset",
         default="cifar10",
-        choices=sorted(REFERENCE_GEOMETRY),
+        choices=sorted(DATASETS),
         help="geometry to count at (fashionmnist counts at 28x28, as the paper)",
     )
     parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.add_argument(
+        "--list", action="store_true", help="list the architecture families and their presets"
+    )
+
+
+def family_table() -> list[dict]:
+    """One entry per registered family: name, tag, grammar, summary, knobs, presets."""
+    out = []
+    for name in list_families():
+        f = get_family(name)
+        out.append(
+            {
+                "family": f.name,
+                "grammar": f.grammar,
+                "summary": f.summary,
+                "knobs": {k: kn.domain() for k, kn in f.knobs.items()},
+                "presets": list(f.presets),
+            }
+        )
+    return out
+
+
+def _list(as_json: bool) -> int:
+    table = family_table()
+    if as_json:
+        print(json.dumps(table))
+        return 0
+    for entry in table:
+        print(f"{entry['family']}: {entry['summary']}")
+        print(f"  name     {entry['grammar']}")
+        print(f"  knobs    {', '.join(entry['knobs'])}")
+        print(f"  presets  {', '.join(entry['presets'])}")
+        print()
+    print("Counts of any name: python launch.py describe NAME [--dataset D] [--json]")
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
-    cfg = parse_name(args.arch, **REFERENCE_GEOMETRY[args.dataset])
-    c = count(cfg)
+    if args.list:
+        return _list(args.json)
+    if not args.arch:
+        raise ValueError(
+            "describe needs an architecture name (e.g. 14-LruNet-1x), or --list to see the "
+            "families and their presets"
+        )
+    info = DATASETS[args.dataset]
+    cfg = parse_name(args.arch, **info.geometry)
+    family = family_of(cfg)
+    c = family.count(cfg)
     out = {
         "name": cfg.name,
         "params": c.params,
@@ -36,16 +86,13 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(out))
         return 0
-    g = REFERENCE_GEOMETRY[args.dataset]
+    g = info.geometry
     print(
-        f"{cfg.name}  ({args.dataset}: {g['in_channels']}x{g['input_size']}x{g['input_size']}, "
-        f"{g['num_classes']} classes)"
+        f"{cfg.name}  ({family.name}; {args.dataset}: {g['in_channels']}x{g['input_size']}x"
+        f"{g['input_size']}, {g['num_classes']} classes)"
     )
-    print(f"  depth        {cfg.depth} conv layers, reuse per stage {list(cfg.reuse)}")
-    print(
-        f"  widths       stem {cfg.stem_width}, stages {list(cfg.stage_widths)}, "
-        f"head {cfg.head_width}"
-    )
+    for line in family.details(cfg):
+        print(f"  {line}")
     print(f"  params       {c.params:,}")
     print(f"  conv params  {c.conv_params:,}")
     print(f"  MACs         {c.macs:,}")

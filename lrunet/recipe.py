@@ -77,8 +77,9 @@ def split_trial_config(flat: Mapping[str, Any], **geometry: int) -> tuple[Any, R
     """Turn a flat trial config into (model config, Recipe). Unknown keys raise ValueError.
 
     `family` names the architecture family (default lrunet); the other model keys are that
-    family's knobs (LruNet: per-stage reuse is `reuse_1` .. `reuse_4`, and `reuse` sets all four;
-    a per-stage key wins). `geometry` (num_classes, in_channels, input_size) comes from the dataset.
+    family's knobs (LruNet: per-stage reuse is `reuse_1` .. `reuse_4`, and `reuse` sets all
+    four; a per-stage key wins). `geometry` (num_classes, in_channels, input_size) comes from the
+    dataset.
     """
     family = get_family(flat.get(FAMILY_KEY, DEFAULT_FAMILY))
     allowed = trial_keys(family.name)

@@ -16,15 +16,12 @@ from typing import Any
 import torch
 
 from lrunet.config import NUM_STAGES, LruNetConfig
+from lrunet.datasets import DATASETS
 from lrunet.io import first_line, load_torch
 from lrunet.model import LruNet
 
 # Geometry the authors trained each dataset at (LRUNET_SPEC.md §3); counted at eval geometry.
-REFERENCE_GEOMETRY = {
-    "cifar10": {"num_classes": 10, "in_channels": 3, "input_size": 32},
-    "cifar100": {"num_classes": 100, "in_channels": 3, "input_size": 32},
-    "fashionmnist": {"num_classes": 10, "in_channels": 1, "input_size": 28},
-}
+REFERENCE_GEOMETRY = {n: DATASETS[n].geometry for n in ("cifar10", "cifar100", "fashionmnist")}
 
 
 def load_checkpoint_file(path: str | os.PathLike) -> dict[str, Any]:

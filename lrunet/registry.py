@@ -55,6 +55,12 @@ class Family:
         dead_params: `dead_params(config) -> set of parameter names` that get no gradient by
             design (DACNN's `-release` parity modules); every other parameter must get one.
         details: `details(config) -> list of lines` for `describe` (depth, widths, sharing).
+        grid: `grid(knob, lo, hi) -> values` standing for a continuous knob's range in the
+            search-space loader's validity and budget checks (default: 9 evenly spaced points;
+            LruNet's width gives one value per distinct channel count, which is exact).
+        diagnose: `diagnose(knob, value, axes) -> str | None`, a clearer message for a listed
+            knob value that gives no valid architecture with the space's other values (`axes`:
+            knob -> the values the space lists), or None for the config's own error.
     """
 
     name: str
@@ -72,6 +78,15 @@ class Family:
     presets: tuple[str, ...] = ()
     dead_params: Callable[[Any], set[str]] = field(default=lambda cfg: set())
     details: Callable[[Any], list[str]] = field(default=lambda cfg: [])
+    grid: Callable[[str, float, float], list[Any]] | None = None
+    diagnose: Callable[[str, Any, Mapping[str, list[Any]]], str | None] | None = None
+
+    def grid_values(self, knob: str, lo: float, hi: float) -> list[Any]:
+        """Values standing for the continuous range [lo, hi] of `knob` (see `grid`)."""
+        if self.grid is not None:
+            return list(self.grid(knob, lo, hi))
+        values = [lo + (hi - lo) * i / 8 for i in range(9)]
+        return [int(round(v)) for v in values] if self.knobs[knob].type is int else values
 
     def __post_init__(self) -> None:
         if not self.name or self.name != self.name.lower() or not self.name.isidentifier():
@@ -154,23 +169,19 @@ def family_of(cfg: Any) -> Family:
         raise TypeError(f"{type(cfg).__name__} is not a registered family's config") from None
 
 
-def _examples() -> str:
-    return "; ".join(
-        f"{f.name}: {f.presets[0] if f.presets else f.grammar}"
-        for f in map(get_family, list_families())
-    )
-
-
 def family_for_name(name: str) -> Family:
     """The family whose tag appears in architecture name `name`."""
     if not isinstance(name, str):
         raise ValueError(f"architecture name must be a string, got {name!r}")
     tokens = {t.lower() for t in name.strip().split("-")}
-    hits = [f for f in map(get_family, list_families()) if f.tag.lower() in tokens]
+    families = [get_family(n) for n in list_families()]
+    hits = [f for f in families if f.tag.lower() in tokens]
     if len(hits) != 1:
+        examples = ", ".join(repr(f.presets[0]) for f in families if f.presets)
         raise ValueError(
-            f"cannot tell the architecture family of {name!r}: a name carries one family tag "
-            f"({', '.join(get_family(n).tag for n in list_families())}), e.g. {_examples()}"
+            f"cannot parse architecture name {name!r}: a name carries exactly one family tag "
+            f"({', '.join(f.tag for f in families)}), e.g. {examples}; "
+            "`python launch.py describe --list` shows every family's grammar"
         )
     return hits[0]
 

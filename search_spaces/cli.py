@@ -14,8 +14,8 @@ from __future__ import annotations
 import argparse
 import random
 
-from lrunet.config import format_name
 from lrunet.recipe import split_trial_config
+from lrunet.registry import format_name
 from search_spaces.loader import list_spaces, load_space
 from search_spaces.spec import SearchSpec
 

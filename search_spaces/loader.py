@@ -17,22 +17,21 @@ import math
 from pathlib import Path
 from typing import Any
 
-from lrunet.config import LruNetConfig, format_name
-from lrunet.counting import count
+from lrunet.datasets import GEOMETRY_KEYS
 from lrunet.metrics import MFLOPS, OBJECTIVES, PARAMS, VAL_ACC, VAL_LOSS
 from lrunet.recipe import Recipe
+from lrunet.registry import DEFAULT_FAMILY, FAMILY_KEY, Family, count, get_family, list_families
 from search_spaces.distributions import Distribution, Fixed
 from search_spaces.schema import (
     DATASET_GEOMETRY,
     DATASET_TRAIN_IMAGES,
     DATASETS,
-    GEOMETRY_KEYS,
-    KNOBS,
-    SECTION_KEYS,
     TOP_LEVEL_KEYS,
     Reader,
     SpaceError,
     did_you_mean,
+    knobs_for,
+    section_keys,
 )
 from search_spaces.spec import (
     COST_METRICS,
@@ -46,7 +45,7 @@ from search_spaces.spec import (
 SPACES_DIR = Path(__file__).resolve().parent
 DEFAULT_OBJECTIVES = ((VAL_ACC, "max"), (PARAMS, "min"))
 TRAINING_KEYS = ("max_epochs", "grace_epochs", "reduction_factor", "num_samples", "subset")
-MAX_ARCHITECTURES = 50_000  # width x groups x shuffle x sharing combinations checked at load
+MAX_ARCHITECTURES = 50_000  # combinations of the non-monotone model knobs checked at load
 
 
 def list_spaces() -> list[str]:
@@ -111,13 +110,13 @@ def load_space(name_or_path: str, overrides: dict[str, Any] | None = None) -> Se
         )
     if overrides:
         data = _merge(data, overrides)
+    family = _family(r, data.get("model"))
+    all_knobs = knobs_for(family.name)
     for key in data:
         if key not in TOP_LEVEL_KEYS:
-            if key in KNOBS:
-                r.fail(
-                    str(key),
-                    f"{key} is a {KNOBS[key].section} knob; put it under `{KNOBS[key].section}:`",
-                )
+            if key in all_knobs:
+                section = all_knobs[key].section
+                r.fail(str(key), f"{key} is a {section} knob; put it under `{section}:`")
             r.fail(
                 str(key),
                 f"unknown section{did_you_mean(key, TOP_LEVEL_KEYS)}; allowed: "
@@ -127,13 +126,14 @@ def load_space(name_or_path: str, overrides: dict[str, Any] | None = None) -> Se
     if not isinstance(description, str):
         r.fail("description", f"expected text, got {description!r}")
     dataset, geometry = _dataset(r, data.get("dataset"))
-    knobs = _knobs(r, data)
+    knobs = _knobs(r, data, family)
     training = _training(r, data.get("training"), knobs, dataset)
     if "epochs" not in knobs:  # the LR schedule spans the whole epoch budget
         knobs["epochs"] = Fixed(training.max_epochs)
-    knobs = {k: knobs[k] for k in KNOBS if k in knobs}
-    costs = _check_architectures(r, knobs, geometry)
-    budgets = _budgets(r, data.get("budgets"), knobs, geometry)
+    knobs[FAMILY_KEY] = Fixed(family.name)  # every trial config names its family
+    knobs = {k: knobs[k] for k in all_knobs if k in knobs}
+    costs = _check_architectures(r, knobs, geometry, family)
+    budgets = _budgets(r, data.get("budgets"), knobs, geometry, family)
     objectives = _objectives(r, data.get("objectives"))
     reference = _reference_point(
         r, data.get("reference_point"), objectives, geometry, costs, budgets
@@ -150,6 +150,7 @@ def load_space(name_or_path: str, overrides: dict[str, Any] | None = None) -> Se
         budgets=budgets,
         training=training,
         costs=costs,
+        family=family.name,
     )
 
 
@@ -192,9 +193,32 @@ def _dataset(r: Reader, raw: Any) -> tuple[str, dict[str, int]]:
     return name, geometry
 
 
-def _knobs(r: Reader, data: dict[str, Any]) -> dict[str, Distribution]:
+def _family(r: Reader, model: Any) -> Family:
+    """The architecture family a space names (`model.family`, default lrunet)."""
+    if not isinstance(model, dict) or FAMILY_KEY not in model:
+        return get_family(DEFAULT_FAMILY)
+    raw = model[FAMILY_KEY]
+    path = f"model.{FAMILY_KEY}"
+    families = list_families()
+    if isinstance(raw, (dict, list)):
+        r.fail(
+            path,
+            "a space searches one architecture family; mixing families in one search is not "
+            f"supported yet, so write one of {', '.join(families)}, e.g. `family: {families[0]}`",
+        )
+    if not isinstance(raw, str) or raw.lower() not in families:
+        r.fail(
+            path,
+            f"unknown architecture family {raw!r}{did_you_mean(raw, families)}; registered "
+            f"families: {', '.join(families)}",
+        )
+    return get_family(raw.lower())
+
+
+def _knobs(r: Reader, data: dict[str, Any], family: Family) -> dict[str, Distribution]:
     knobs: dict[str, Distribution] = {}
-    for section, keys in SECTION_KEYS.items():
+    table = knobs_for(family.name)
+    for section, keys in section_keys(family.name).items():
         raw = data.get(section)
         if raw is None:
             continue
@@ -202,18 +226,27 @@ def _knobs(r: Reader, data: dict[str, Any]) -> dict[str, Distribution]:
             r.fail(section, f"expected a mapping of knobs such as `{keys[0]}: ...`, got {raw!r}")
         for key, value in raw.items():
             path = f"{section}.{key}"
+            if key == FAMILY_KEY:
+                continue  # read by _family
             if key not in keys:
-                if key in KNOBS:
+                if key in table:
                     r.fail(
                         path,
-                        f"{key} is a {KNOBS[key].section} knob; move it under "
-                        f"`{KNOBS[key].section}:`",
+                        f"{key} is a {table[key].section} knob; move it under "
+                        f"`{table[key].section}:`",
                     )
+                owners = [f for f in list_families() if key in get_family(f).knobs]
+                hint = (
+                    f" ({key} is a knob of {', '.join(owners)}, not of {family.name})"
+                    if owners and section == "model"
+                    else ""
+                )
                 r.fail(
                     path,
-                    f"unknown {section} knob{did_you_mean(key, keys)}; allowed: {', '.join(keys)}",
+                    f"unknown {section} knob{did_you_mean(key, keys)}{hint}; allowed: "
+                    f"{', '.join(keys)}",
                 )
-            knobs[key] = r.knob(path, KNOBS[key], value)
+            knobs[key] = r.knob(path, table[key], value)
     stages = [f"reuse_{s}" for s in range(1, 5)]
     if "reuse" in knobs and all(k in knobs for k in stages):
         r.fail(
@@ -312,7 +345,11 @@ def _objectives(r: Reader, raw: Any) -> tuple[Objective, ...]:
 
 
 def _budgets(
-    r: Reader, raw: Any, knobs: dict[str, Distribution], geometry: dict[str, int]
+    r: Reader,
+    raw: Any,
+    knobs: dict[str, Distribution],
+    geometry: dict[str, int],
+    family: Family,
 ) -> Budgets:
     m = r.mapping("budgets", raw, ("max_params", "max_mflops"), "{max_params: 250000}")
     v: dict[str, Any] = {}
@@ -324,10 +361,11 @@ def _budgets(
     b = Budgets(**v)
     if b.max_params is None and b.max_mflops is None:
         return b
-    # Counts grow with every stage's reuse, so the cheapest config of each architecture family is
-    # its minimal-reuse corner: the budgets are reachable iff one of those corners meets them.
+    # Counts grow along the family's monotone knobs (LruNet: every stage's reuse), so the cheapest
+    # config of each combination of the other knobs is its low corner: the budgets are reachable
+    # iff one of those corners meets them.
     smallest = None
-    for cfg in _families(knobs, geometry, corner="low"):
+    for cfg in _configs(family, knobs, geometry, corner="low"):
         c = count(cfg)
         if (b.max_params is None or c.params <= b.max_params) and (
             b.max_mflops is None or c.mflops <= b.max_mflops
@@ -349,7 +387,7 @@ def _budgets(
     r.fail(
         "budgets",
         f"no architecture in the space meets the budgets ({given}); the cheapest, "
-        f"{format_name(cfg)}, has {c.params:,} params and {c.mflops:.2f} MFLOPs; "
+        f"{cfg.name}, has {c.params:,} params and {c.mflops:.2f} MFLOPs; "
         f"set {' and '.join(wanted)} or shrink the space",
     )
 
@@ -408,104 +446,103 @@ def _default_reference(
     return float(getattr(costs, metric)[1])
 
 
-# --- architectures ----------------------------------------------------------------------------
+# --- architectures ---------------------------------------------------------------------------
 
 
-def _widths(d: Distribution) -> list[float]:
-    """One representative width per distinct stage-1 channel count int(64 * width)."""
-    if d.is_finite:
-        return sorted({int(64 * w): w for w in d.values()}.values())
-    lo, hi = d.low, d.high
-    return [max(lo, f / 64) for f in range(int(64 * lo), int(64 * hi) + 1)]
+def _axes(family: Family, knobs: dict[str, Distribution]) -> dict[str, list[Any]]:
+    """The values to enumerate of every non-monotone model knob the space sets (a continuous
+    range by the family's representative grid); knobs it does not set take the defaults."""
+    axes = {}
+    for key in family.knobs:
+        d = knobs.get(key)
+        if d is None or key in family.monotone:
+            continue
+        axes[key] = list(d.values()) if d.is_finite else family.grid_values(key, d.low, d.high)
+    return axes
 
 
-def _stage_reuse(knobs: dict[str, Distribution], corner: str) -> tuple[int, ...]:
-    default = Fixed(LruNetConfig.reuse[0])
-    per = [knobs.get(f"reuse_{s}", knobs.get("reuse", default)) for s in range(1, 5)]
-    return tuple(int(d.low if corner == "low" else d.high) for d in per)
+def _corner(family: Family, knobs: dict[str, Distribution], corner: str) -> dict[str, Any]:
+    """The monotone knobs at their lowest or highest value in the space."""
+    return {
+        k: knobs[k].low if corner == "low" else knobs[k].high
+        for k in family.monotone
+        if k in knobs
+    }
 
 
-def _families(
-    knobs: dict[str, Distribution], geometry: dict[str, int], corner: str
-) -> list[LruNetConfig]:
-    """Every valid (width, groups, shuffle, sharing) combination at one reuse corner."""
-    reuse = _stage_reuse(knobs, corner)
+def _combinations(
+    family: Family, knobs: dict[str, Distribution], corner: str = "low"
+) -> list[dict[str, Any]]:
+    axes = _axes(family, knobs)
+    base = _corner(family, knobs, corner)
+    keys = list(axes)
+    return [{**base, **dict(zip(keys, c))} for c in itertools.product(*axes.values())]
+
+
+def _configs(
+    family: Family, knobs: dict[str, Distribution], geometry: dict[str, int], corner: str
+) -> list[Any]:
+    """Every valid architecture of the enumerated knobs at one corner of the monotone ones."""
     out = []
-    for w, g, sh, sa in _combinations(knobs):
+    for values in _combinations(family, knobs, corner):
         try:
-            out.append(
-                LruNetConfig(reuse=reuse, width=w, groups=g, shuffle=sh, sharing=sa, **geometry)
-            )
+            out.append(family.from_knobs(values, **geometry))
         except ValueError:
             continue
     return out
 
 
-def _combinations(knobs: dict[str, Distribution]) -> list[tuple[float, int, str, str]]:
-    default = LruNetConfig()
-    axes = [
-        _widths(knobs.get("width", Fixed(default.width))),
-        list(knobs.get("groups", Fixed(default.groups)).values()),
-        list(knobs.get("shuffle", Fixed(default.shuffle)).values()),
-        list(knobs.get("sharing", Fixed(default.sharing)).values()),
-    ]
-    return list(itertools.product(*axes))
-
-
 def _check_architectures(
-    r: Reader, knobs: dict[str, Distribution], geometry: dict[str, int]
+    r: Reader, knobs: dict[str, Distribution], geometry: dict[str, int], family: Family
 ) -> CostRange:
-    """Every listed width, group count and shuffle must give at least one valid architecture;
-    returns the min and max of each count over the space."""
-    combos = _combinations(knobs)
-    if len(combos) > MAX_ARCHITECTURES:
+    """Every listed value of a model knob must give at least one valid architecture; returns
+    the min and max of each count over the space."""
+    axes = _axes(family, knobs)
+    total = math.prod(len(v) for v in axes.values())
+    if total > MAX_ARCHITECTURES:
         r.fail(
             "model",
-            f"{len(combos):,} width x groups x shuffle x sharing combinations are "
-            f"too many to check (limit {MAX_ARCHITECTURES:,}); list widths or "
-            "group counts with choice",
+            f"{total:,} combinations of {' x '.join(axes)} are too many to check (limit "
+            f"{MAX_ARCHITECTURES:,}); list values with choice instead of wide ranges",
         )
-    valid: set[tuple[int, Any]] = set()  # (axis, value) pairs seen in a valid architecture
-    why: dict[tuple[int, Any], str] = {}  # (axis, value) -> why a config with it was invalid
-    for combo in combos:
-        w, g, sh, sa = combo
+    valid: set[tuple[str, Any]] = set()  # (knob, value) pairs seen in a valid architecture
+    why: dict[tuple[str, Any], str] = {}  # (knob, value) -> why a config with it was invalid
+    for values in _combinations(family, knobs, "low"):
+        pairs = [(k, values[k]) for k in axes]
         try:
-            LruNetConfig(reuse=1, width=w, groups=g, shuffle=sh, sharing=sa, **geometry)
+            family.from_knobs(values, **geometry)
         except ValueError as e:
-            for axis, value in enumerate(combo):
-                why.setdefault((axis, value), str(e))
+            for pair in pairs:
+                why.setdefault(pair, str(e))
             continue
-        valid.update(enumerate((int(64 * w), g, sh, sa)))
-    if not valid:
+        valid.update(pairs)
+    if not valid and axes:
         r.fail("model", f"no valid architecture in the space: {next(iter(why.values()))}")
-    channels = sorted({int(64 * w) for w in _widths(knobs.get("width", Fixed(1.0)))})
-    for axis, key in ((1, "groups"), (0, "width"), (2, "shuffle")):
-        d = knobs.get(key)
-        if d is None or d.kind not in ("fixed", "choice"):
+    if not axes:
+        try:
+            family.from_knobs(_corner(family, knobs, "low"), **geometry)
+        except ValueError as e:
+            r.fail("model", f"no valid architecture in the space: {e}")
+    for key in axes:
+        d = knobs[key]
+        if d.kind not in ("fixed", "choice"):
             # a range may hold some invalid values (sampled ones are reported infeasible by
             # check_budget); every value written out must be usable
             continue
         for i, v in enumerate(d.values()):
-            if (axis, int(64 * v) if key == "width" else v) in valid:
+            if (key, v) in valid:
                 continue
             path = f"model.{key}" + (f".{d.kind}[{i}]" if d.kind != "fixed" else "")
-            if key == "groups" and all(f % v for f in channels):
-                common = math.gcd(*channels)
-                ok = [x for x in range(1, common + 1) if common % x == 0]
-                r.fail(
-                    path,
-                    f"group count {v} divides none of the stage-1 channel counts "
-                    f"{channels} of this space's widths; use one that divides them "
-                    f"(valid for every width: {', '.join(map(str, ok))}) or remove {v}",
-                )
-            reason = why.get((axis, v), "")
+            special = family.diagnose(key, v, axes) if family.diagnose else None
+            if special:
+                r.fail(path, special)
             r.fail(
                 path,
                 f"{key} {v!r} gives no valid architecture with the other knobs of the "
-                f"space ({reason}); remove it or change the other knobs",
+                f"space ({why.get((key, v), '')}); remove it or change the other knobs",
             )
-    lows = [count(c) for c in _families(knobs, geometry, "low")]
-    highs = [count(c) for c in _families(knobs, geometry, "high")]
+    lows = [count(c) for c in _configs(family, knobs, geometry, "low")]
+    highs = [count(c) for c in _configs(family, knobs, geometry, "high")]
     return CostRange(
         **{
             m: (min(getattr(c, m) for c in lows), max(getattr(c, m) for c in highs))

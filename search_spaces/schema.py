@@ -6,8 +6,9 @@ Every error names the file (with the line when known), the key path and the fix,
     spaces/mine.yaml:7: model.reuse_1: unknown distribution 'randit' (did you mean 'randint'?);
     write one of {choice: [...]}, {randint: [lo, hi]}, ...
 
-The knob names are exactly `lrunet.recipe.TRIAL_KEYS`, so a sampled trial config goes straight into
-`lrunet.recipe.split_trial_config`.
+The model knobs are those the space's architecture family declares (`lrunet.registry.Family.knobs`,
+LruNet's by default), the recipe knobs `lrunet.recipe.RECIPE_KEYS`, so a sampled trial config goes
+straight into `lrunet.recipe.split_trial_config`.
 """
 
 from __future__ import annotations
@@ -15,13 +16,15 @@ from __future__ import annotations
 import difflib
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import yaml
 
-from lrunet.config import MAX_REUSE, SHARING_MODES, SHUFFLE_VARIANTS
-from lrunet.recipe import MODEL_KEYS, RECIPE_KEYS, SCHEDULES, STAGE_REUSE_KEYS, TRIAL_KEYS
+from lrunet.datasets import DATASET_NAMES
+from lrunet.datasets import DATASETS as DATASET_TABLE
+from lrunet.knobs import Knob
+from lrunet.recipe import RECIPE_KEYS, SCHEDULES, TRIAL_KEYS
+from lrunet.registry import DEFAULT_FAMILY, FAMILY_KEY, get_family, list_families
 from search_spaces.distributions import (
     DISTRIBUTIONS,
     Choice,
@@ -33,25 +36,17 @@ from search_spaces.distributions import (
     Uniform,
 )
 
-# Geometry used to COUNT params and MFLOPs (keyword arguments of split_trial_config).
-# Fashion-MNIST is counted at 28x28 as the paper does (its MFLOPs are at the 28x28 test geometry,
-# LRUNET_SPEC.md §2) although the reference trains on 32x32 crops. The 8x8 sklearn digits are
-# upsampled to 32x32 by the trainer. imagefolder has no default: give its geometry in the file.
-DATASET_GEOMETRY: dict[str, dict[str, int]] = {
-    "cifar10": {"num_classes": 10, "in_channels": 3, "input_size": 32},
-    "cifar100": {"num_classes": 100, "in_channels": 3, "input_size": 32},
-    "fashionmnist": {"num_classes": 10, "in_channels": 1, "input_size": 28},
-    "digits": {"num_classes": 10, "in_channels": 1, "input_size": 32},
-}
-DATASETS = (*DATASET_GEOMETRY, "imagefolder")
-# Images available for training (an upper bound for `training.subset`); digits has 1,797 in all.
+# Geometry used to COUNT params and MFLOPs (keyword arguments of split_trial_config), from the
+# one dataset table (lrunet.datasets). Fashion-MNIST is counted at 28x28 as the paper does (its
+# MFLOPs are at the 28x28 test geometry, LRUNET_SPEC.md §2) although the reference trains on
+# 32x32 crops. The 8x8 sklearn digits are upsampled to 32x32 by the trainer. imagefolder has no
+# default: give its geometry in the file.
+DATASET_GEOMETRY: dict[str, dict[str, int]] = {n: i.geometry for n, i in DATASET_TABLE.items()}
+DATASETS = DATASET_NAMES
+# Images available for training (an upper bound for `training.subset`).
 DATASET_TRAIN_IMAGES: dict[str, int] = {
-    "cifar10": 50_000,
-    "cifar100": 50_000,
-    "fashionmnist": 60_000,
-    "digits": 1_797,
+    n: i.train_images for n, i in DATASET_TABLE.items() if i.train_images is not None
 }
-GEOMETRY_KEYS = ("num_classes", "in_channels", "input_size")
 
 TOP_LEVEL_KEYS = (
     "description",
@@ -65,44 +60,7 @@ TOP_LEVEL_KEYS = (
 )
 
 
-@dataclass(frozen=True)
-class Knob:
-    """A searchable setting: its type and the closed/open interval or names it accepts."""
-
-    name: str
-    section: str  # "model" or "recipe"
-    type: type  # int, float or str
-    lo: float | None = None
-    hi: float | None = None
-    lo_open: bool = False
-    hi_open: bool = False
-    names: tuple[str, ...] = ()
-
-    def domain(self) -> str:
-        if self.type is str:
-            return "one of " + ", ".join(self.names)
-        kind = "an integer" if self.type is int else "a number"
-        if self.hi is None:
-            return f"{kind} {'>' if self.lo_open else '>='} {self.lo:g}"
-        left = "(" if self.lo_open else "["
-        right = ")" if self.hi_open else "]"
-        return f"{kind} in {left}{self.lo:g}, {self.hi:g}{right}"
-
-    def admits(self, v: float) -> bool:
-        if self.lo is not None and (v < self.lo or (self.lo_open and v == self.lo)):
-            return False
-        return self.hi is None or not (v > self.hi or (self.hi_open and v == self.hi))
-
-
-_REUSE = {"type": int, "lo": 1, "hi": MAX_REUSE}
-_KNOBS = [
-    Knob("reuse", "model", **_REUSE),
-    *(Knob(k, "model", **_REUSE) for k in STAGE_REUSE_KEYS),
-    Knob("width", "model", float, lo=1 / 64),  # int(64 * width) >= 1 stage-1 channel
-    Knob("groups", "model", int, lo=1),
-    Knob("shuffle", "model", str, names=SHUFFLE_VARIANTS),
-    Knob("dropout", "model", float, lo=0, hi=1, hi_open=True),
-    Knob("sharing", "model", str, names=SHARING_MODES),
+_RECIPE_KNOBS = [
     Knob("lr", "recipe", float, lo=0, lo_open=True),
     Knob("momentum", "recipe", float, lo=0, hi=1, hi_open=True),
     Knob("weight_decay", "recipe", float, lo=0),
@@ -112,9 +70,26 @@ _KNOBS = [
     Knob("label_smoothing", "recipe", float, lo=0, hi=1, hi_open=True),
     Knob("seed", "recipe", int, lo=0),
 ]
-# A KeyError at import if lrunet.recipe gains a trial key this table does not describe.
-KNOBS: dict[str, Knob] = {k: {kn.name: kn for kn in _KNOBS}[k] for k in TRIAL_KEYS}
-SECTION_KEYS = {"model": MODEL_KEYS + STAGE_REUSE_KEYS, "recipe": RECIPE_KEYS}
+# A KeyError at import if lrunet.recipe gains a recipe key this table does not describe.
+RECIPE_KNOBS: dict[str, Knob] = {k: {kn.name: kn for kn in _RECIPE_KNOBS}[k] for k in RECIPE_KEYS}
+
+
+def knobs_for(family: str = DEFAULT_FAMILY) -> dict[str, Knob]:
+    """Every knob a space of `family` may set: `family` itself, its model knobs, the recipe's
+    (in the order of `lrunet.recipe.trial_keys`)."""
+    fam = get_family(family)
+    family_knob = Knob(FAMILY_KEY, "model", str, names=tuple(list_families()))
+    return {FAMILY_KEY: family_knob, **fam.knobs, **RECIPE_KNOBS}
+
+
+def section_keys(family: str = DEFAULT_FAMILY) -> dict[str, tuple[str, ...]]:
+    """Keys allowed under `model:` and `recipe:` for a space of `family`."""
+    return {"model": (FAMILY_KEY, *get_family(family).knobs), "recipe": RECIPE_KEYS}
+
+
+# LruNet's knobs, the default family's (lrunet.recipe.TRIAL_KEYS order).
+KNOBS: dict[str, Knob] = {k: knobs_for()[k] for k in TRIAL_KEYS}
+SECTION_KEYS = section_keys()
 
 
 class SpaceError(ValueError):

@@ -3,8 +3,8 @@
 Built by `search_spaces.loader.load_space`; never import Ray or Optuna here at module level. The
 spec samples flat trial configs (keys: `lrunet.recipe.TRIAL_KEYS`), enumerates finite spaces,
 translates itself to Ray Tune's param space or to Optuna distributions, and decides analytically
-(milliseconds, from `lrunet.counting`) whether a config fits the budgets, so that an over-budget or
-invalid architecture is reported infeasible instead of being trained.
+(milliseconds, from the family's analytic counts) whether a config fits the budgets, so that an
+over-budget or invalid architecture is reported infeasible instead of being trained.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from lrunet.config import format_name
-from lrunet.counting import Counts, count
+from lrunet.counting import Counts
 from lrunet.metrics import MFLOPS, PARAMS
 from lrunet.recipe import split_trial_config
+from lrunet.registry import DEFAULT_FAMILY, count
 from search_spaces.distributions import Distribution, Fixed
 
 COST_METRICS = ("params", "conv_params", "macs", "mflops")
@@ -84,6 +84,7 @@ class SearchSpec:
     budgets: Budgets
     training: Training
     costs: CostRange = field(compare=False)
+    family: str = DEFAULT_FAMILY  # the architecture family (lrunet.registry) every trial is of
 
     # --- shape of the space -------------------------------------------------------------------
 
@@ -189,7 +190,7 @@ class SearchSpec:
             over.append(f"{PARAMS} {c.params:,} > max_params {b.max_params:,}")
         if b.max_mflops is not None and c.mflops > b.max_mflops:
             over.append(f"{MFLOPS} {c.mflops:.2f} > max_mflops {b.max_mflops:g}")
-        return f"{format_name(cfg)} over budget: {'; '.join(over)}" if over else None
+        return f"{cfg.name} over budget: {'; '.join(over)}" if over else None
 
     def feasible_fraction(self, samples: int = 1000, seed: int = 0) -> float:
         """Share of sampled configs that are valid and within the budgets."""
@@ -206,6 +207,7 @@ class SearchSpec:
         lines = [
             f"{self.name}: {self.description}" if self.description else self.name,
             f"  file          {self.path}",
+            f"  family        {self.family}",
             f"  dataset       {self.dataset} ({g['num_classes']} classes, "
             f"{g['in_channels']}x{g['input_size']}x{g['input_size']} counted)",
             f"  dimensions    {len(self.searched)} searched, {len(self.fixed)} fixed",

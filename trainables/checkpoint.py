@@ -1,9 +1,9 @@
 """Checkpoint files: written atomically, read with `torch.load(..., weights_only=True)`.
 
 A checkpoint is a dict of tensors and plain Python values (no pickled classes), so it loads without
-executing code. Its "format" key identifies it; "config" is `LruNetConfig.to_dict()`, so the model
-can be rebuilt from the file alone (`load_model`). A file that cannot be read (truncated, corrupt,
-not a checkpoint) raises ValueError naming it.
+executing code. Its "format" key identifies it; "config" is `lrunet.registry.config_to_dict(cfg)`
+(the family and its config), so the model can be rebuilt from the file alone (`load_model`). A
+file that cannot be read (truncated, corrupt, not a checkpoint) raises ValueError naming it.
 """
 
 from __future__ import annotations
@@ -12,9 +12,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from lrunet.config import LruNetConfig
 from lrunet.io import load_torch, save_torch
-from lrunet.model import LruNet
+from lrunet.registry import build_model, config_from_dict
 
 CHECKPOINT_FORMAT = "lrunet-trainer/1"
 
@@ -36,9 +35,9 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     return state
 
 
-def load_model(path: str | os.PathLike) -> tuple[LruNet, dict[str, Any]]:
+def load_model(path: str | os.PathLike) -> tuple[Any, dict[str, Any]]:
     """The trained model of a checkpoint (CPU, eval mode) and the checkpoint dict itself."""
     state = load_checkpoint(path)
-    model = LruNet(LruNetConfig.from_dict(state["config"]))
+    model = build_model(config_from_dict(state["config"]))
     model.load_state_dict(state["model"])
     return model.eval(), state

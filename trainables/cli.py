@@ -12,14 +12,18 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lrunet.config import parse_name
 from lrunet.recipe import SCHEDULES, Recipe
+from lrunet.registry import parse_name
 from trainables.data import DATASET_NAMES, VAL_FRACTION
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     d = Recipe()
-    parser.add_argument("arch", help="architecture name, e.g. 14-LruNet-1x or 2.4.8.14-LruNet-1x")
+    parser.add_argument(
+        "arch",
+        help="architecture name of any family, e.g. 14-LruNet-1x, 1.1.1-DACNN-vgg16 or "
+        "MobileNetV2-0.25x (python launch.py describe --list)",
+    )
     parser.add_argument("--dataset", default="cifar10", choices=DATASET_NAMES)
     parser.add_argument(
         "--epochs",
