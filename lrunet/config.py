@@ -6,7 +6,7 @@ reference network (Köpüklü et al. 2019, Table 1; the released code as measure
 
 Name grammar (one decoder, `parse_name`; one canonical spelling, `format_name`)::
 
-    <reuse>-LruNet-<width>x[-g<groups>][-s<shuffle>][-d<dropout>][-untied]
+    <reuse>-LruNet-<width>x[-g<groups>][-s<shuffle>][-d<dropout>][-untied][-k<k>][-reg[<g>]]
 
     reuse    one integer N for all four stages ("14"), or four integers N1.N2.N3.N4 ("2.4.8.14")
     width    the width multiplier, shortest decimal spelling ("1", "2", "0.5", "1.25")
@@ -15,6 +15,12 @@ Name grammar (one decoder, `parse_name`; one canonical spelling, `format_name`):
              -snone, -splain, -sgroup
     -d       dropout probability, omitted when 0.5 (the paper's CIFAR-10 value): -d0.7, -d0
     -untied  a new dw+pw pair for every pass (the paper's Table 4 "with new layers")
+    -k       sharing in groups of k consecutive passes (DACNN_SPEC.md §5.1): pass i of a stage
+             uses pair floor(i / k), so stage s holds ceil(N_s / k) pairs. Omitted when
+             k >= every N_s (plain LruNet); -k1 is spelled -untied; -untied-k<k> with k > 1 is
+             an error
+    -reg     an unshared, identity-initialised 1x1 F -> F "regulator" conv per pass after BN_pw,
+             before the residual add: -reg is dense, -reg<g> has g groups (g divides F1)
 
 The paper's own names (`14-LruNet-1x`, `1-LruNet-2x`) are canonical names. Dataset geometry
 (classes, input channels, input size) is not architecture and is not spelled in the name: pass
@@ -34,6 +40,12 @@ STEM_WIDTH = 64  # the reference's fixed stem width (tiled for 2x, see stage_wid
 SHUFFLE_VARIANTS = ("swap", "plain", "group", "none")
 SHARING_MODES = ("tied", "untied")
 MAX_REUSE = 64
+SHARE_K_DOC = "0 (every pass of a stage shares one pair) or an integer k >= 1"
+
+GRAMMAR = (
+    "<N or N1.N2.N3.N4>-LruNet-<width>x[-g<groups>][-s<shuffle>][-d<dropout>][-untied]"
+    "[-k<k>][-reg[<g>]]"
+)
 
 _NAME_RE = re.compile(
     r"^(?P<reuse>\d+(?:\.\d+){3}|\d+)-lrunet-(?P<width>\d+(?:\.\d+)?)x"
@@ -56,6 +68,12 @@ class LruNetConfig:
         dropout: element-wise dropout before the classifier.
         sharing: "tied" reuses one dw+pw pair N times (layer reuse); "untied" gives every pass
             its own pair, the same depth without reuse (paper Table 4).
+        share_k: with sharing "tied", pass i of a stage uses pair i // share_k, so stage s holds
+            ceil(N_s / share_k) pairs (DACNN_SPEC.md §5.1); 0 means one pair per stage. The config
+            is normalised on construction so that equal networks compare equal: share_k >= every
+            N_s becomes 0 (plain LruNet) and share_k = 1 becomes sharing "untied", share_k 0.
+        regulator: 0 for none, else the group count g of one unshared 1x1 F -> F conv per pass,
+            applied after BN_pw and before the residual add, initialised to the identity.
         num_classes, in_channels, input_size: dataset geometry (input is square).
     """
 
@@ -65,6 +83,8 @@ class LruNetConfig:
     shuffle: str = "swap"
     dropout: float = 0.5
     sharing: str = "tied"
+    share_k: int = 0
+    regulator: int = 0
     num_classes: int = 10
     in_channels: int = 3
     input_size: int = 32
@@ -106,6 +126,17 @@ class LruNetConfig:
             )
         if self.sharing not in SHARING_MODES:
             raise ValueError(f"sharing: {self.sharing!r} is not one of {', '.join(SHARING_MODES)}")
+        _check_int("share_k", self.share_k, 0, f"; allowed: {SHARE_K_DOC}")
+        _check_int("regulator", self.regulator, 0, "; allowed: 0 (none) or a group count g >= 1")
+        if self.sharing == "untied" and self.share_k > 1:
+            raise ValueError(
+                f"share_k: {self.share_k} cannot be combined with sharing 'untied' (a pair per "
+                "pass); allowed with 'untied': 0 or 1, or use sharing 'tied' with share_k"
+            )
+        if self.share_k == 1:
+            object.__setattr__(self, "sharing", "untied")
+        if self.share_k == 1 or self.share_k >= max(self.reuse):
+            object.__setattr__(self, "share_k", 0)
         if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)):
             raise ValueError(f"dropout: expected a number in [0, 1), got {self.dropout!r}")
         object.__setattr__(self, "dropout", float(self.dropout))
@@ -123,6 +154,13 @@ class LruNetConfig:
             raise ValueError(
                 f"shuffle: {self.shuffle!r} needs an even channel count but width {self.width:g} "
                 f"gives {f1} stage-1 channels; use shuffle 'none' or an even width"
+            )
+        if self.regulator and f1 % self.regulator:
+            valid = [g for g in range(1, f1 + 1) if f1 % g == 0]
+            raise ValueError(
+                f"regulator: {self.regulator} groups do not divide the stage widths "
+                f"{list(self.stage_widths)} of width {self.width:g}; allowed: 0 (none) or a "
+                f"group count in {valid}"
             )
         if self.input_size < 2:
             raise ValueError("input_size: must be at least 2")
@@ -161,9 +199,19 @@ class LruNetConfig:
         return self.groups if self.shuffle == "group" else 2
 
     @property
+    def stage_pairs(self) -> tuple[int, int, int, int]:
+        """Distinct dw+pw pairs each stage holds: 1 tied, N_s untied, ceil(N_s / k) with -k."""
+        if self.sharing == "untied":
+            return self.reuse
+        if self.share_k:
+            return tuple(-(-n // self.share_k) for n in self.reuse)
+        return (1,) * NUM_STAGES
+
+    @property
     def depth(self) -> int:
-        """Convolution layers on the forward path: 1 stem + 2 per pass + 2 head (8N + 3)."""
-        return 3 + 2 * sum(self.reuse)
+        """Convolution layers on the forward path: 1 stem + 2 per pass (3 with a regulator)
+        + 2 head (8N + 3 for the paper's networks)."""
+        return 3 + (3 if self.regulator else 2) * sum(self.reuse)
 
     @property
     def name(self) -> str:
@@ -189,9 +237,9 @@ class LruNetConfig:
         return cls(**d)
 
 
-def _check_int(field: str, value: Any, minimum: int) -> None:
+def _check_int(field: str, value: Any, minimum: int, allowed: str = "") -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{field}: expected an integer >= {minimum}, got {value!r}")
+        raise ValueError(f"{field}: expected an integer >= {minimum}, got {value!r}{allowed}")
 
 
 def format_name(cfg: LruNetConfig) -> str:
@@ -208,6 +256,10 @@ def format_name(cfg: LruNetConfig) -> str:
         parts.append(f"d{repr(cfg.dropout).removesuffix('.0')}")
     if cfg.sharing != "tied":
         parts.append("untied")
+    if cfg.share_k:
+        parts.append(f"k{cfg.share_k}")
+    if cfg.regulator:
+        parts.append("reg" if cfg.regulator == 1 else f"reg{cfg.regulator}")
     return "-".join(parts)
 
 
@@ -224,8 +276,7 @@ def parse_name(name: str, **geometry: Any) -> LruNetConfig:
     if not m:
         raise ValueError(
             f"cannot parse architecture name {name!r}; expected "
-            "'<N or N1.N2.N3.N4>-LruNet-<width>x[-g<groups>][-s<shuffle>][-d<dropout>][-untied]', "
-            "e.g. '14-LruNet-1x' or '2.4.8.14-LruNet-1x-g4-snone'"
+            f"'{GRAMMAR}', e.g. '14-LruNet-1x' or '2.4.8.14-LruNet-1x-g4-snone'"
         )
     kwargs: dict[str, Any] = {
         "reuse": tuple(int(x) for x in m["reuse"].split(".")),
@@ -238,6 +289,14 @@ def parse_name(name: str, **geometry: Any) -> LruNetConfig:
                 field, value = "sharing", "untied"
             elif opt == "tied":
                 field, value = "sharing", "tied"
+            elif opt.startswith("reg") and (opt == "reg" or opt[3:].isdigit()):
+                field, value = "regulator", int(opt[3:] or 1)
+                if value < 1:
+                    raise ValueError
+            elif key == "k" and val.isdigit():
+                field, value = "share_k", int(val)
+                if value < 1:
+                    raise ValueError
             elif key == "g" and val.isdigit():
                 field, value = "groups", int(val)
             elif key == "s" and val in SHUFFLE_VARIANTS:
@@ -249,7 +308,8 @@ def parse_name(name: str, **geometry: Any) -> LruNetConfig:
         except ValueError:
             raise ValueError(
                 f"cannot parse option {opt!r} in architecture name {name!r}; allowed options: "
-                f"-g<groups>, -s<shuffle> with shuffle in {SHUFFLE_VARIANTS}, -d<dropout>, -untied"
+                f"-g<groups>, -s<shuffle> with shuffle in {SHUFFLE_VARIANTS}, -d<dropout>, "
+                "-untied, -k<k> with k >= 1, -reg (dense) or -reg<g> with g >= 1 groups"
             ) from None
         if field in kwargs:
             raise ValueError(f"option for {field!r} given twice in architecture name {name!r}")

@@ -66,10 +66,15 @@ def count(cfg: LruNetConfig) -> Counts:
     for s in range(NUM_STAGES):
         f, n, hw = widths[s], cfg.reuse[s], sizes[s] ** 2
         pair_params = 2 * f * 9 + f * (2 * f // g)  # dw (F->2F, groups F) + pw (2F->F, groups g)
-        conv_params += pair_params * (n if cfg.sharing == "untied" else 1)
+        conv_params += pair_params * cfg.stage_pairs[s]  # 1 tied, N untied, ceil(N / k) with -k
         bn_params += n * 6 * f  # BN over 2F and BN over F per pass
         macs += n * hw * pair_params
         extra += n * 9 * f * hw  # 3 * (2F + F) output elements per pass
+        if cfg.regulator:  # one unshared 1x1 F->F (g groups, no bias, no BN) per pass
+            reg_params = f * (f // cfg.regulator)
+            conv_params += n * reg_params
+            macs += n * hw * reg_params
+            extra += n * f * hw  # conv output +1
 
     # max-pools after stage 1, 2 and 4
     extra += 9 * (widths[0] * sizes[1] ** 2 + widths[1] * sizes[2] ** 2 + widths[3] * head**2)

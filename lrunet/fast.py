@@ -12,6 +12,9 @@ What changes is how, measured on a 2-core AVX-512 CPU (benchmarks/RESULTS.md):
   are the even and odd input columns of the pw weight (group j of the pw conv reads dw channels
   2c and 2c + 1 for the input channels c of group j, i.e. the same groups in each half).
 * In eval mode both BatchNorms are affine maps and are folded into the conv weights.
+* A regulator (`-reg[<g>]`, DACNN_SPEC.md §5.1) is applied as its own 1x1 conv to the BN_pw
+  output, before the residual add, in both modes (folding it into pw would densify the grouped
+  pw whenever the regulator mixes groups).
 * The channel shuffle is a single copy that keeps the memory layout (channels_last stays
   channels_last), instead of a flip, a transpose and a reshape.
 
@@ -170,14 +173,18 @@ def train_pass(
     groups: int,
     bn_dw: nn.BatchNorm2d,
     bn_pw: nn.BatchNorm2d,
+    reg: nn.Conv2d | None = None,
 ) -> torch.Tensor:
-    """relu(BN_pw(pw(BN_dw(dw(x)))) + x) with batch statistics, from the split weights."""
+    """relu(reg(BN_pw(pw(BN_dw(dw(x))))) + x) with batch statistics, from the split weights
+    (no `reg`: the identity)."""
     c = x.shape[1]
     y0 = F.conv2d(x, dw_w[0], padding=1, groups=c)
     y1 = F.conv2d(x, dw_w[1], padding=1, groups=c)
     y0, y1 = _bn_halves(bn_dw, y0, y1)
     z = F.conv2d(y0, pw_w[0], groups=groups) + F.conv2d(y1, pw_w[1], groups=groups)
     t = _bn(bn_pw, z)
+    if reg is not None:
+        t = F.conv2d(t, reg.weight, groups=reg.groups)
     return torch.relu_(t.add_(x))
 
 
@@ -188,6 +195,7 @@ def eval_pass(
     groups: int,
     bn_dw: nn.BatchNorm2d,
     bn_pw: nn.BatchNorm2d,
+    reg: nn.Conv2d | None = None,
 ) -> torch.Tensor:
     """The same pass with running statistics: both BNs folded into the convolutions."""
     c = x.shape[1]
@@ -202,36 +210,34 @@ def eval_pass(
     y1 = F.conv2d(x, dw[_ODD], padding=1, groups=c)
     z = F.conv2d(y0, pw[:, _EVEN], pw_b1 + b2, groups=groups)
     z = z.add_(F.conv2d(y1, pw[:, _ODD], groups=groups))
+    if reg is not None:
+        z = F.conv2d(z, reg.weight, groups=reg.groups)
     return torch.relu_(z.add_(x))
 
 
 def block_forward(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """All passes of an `LruBlock` on the CPU fast path (see the module docstring)."""
-    groups = block.pw.groups if block.tied else block.pw_list[0].groups
+    groups = block.pair(0)[1].groups
+    regs = getattr(block, "reg_list", None)
     split: dict[int, tuple] = {}
 
-    def weights(i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return (
-            (block.dw.weight, block.pw.weight)
-            if block.tied
-            else (block.dw_list[i].weight, block.pw_list[i].weight)
-        )
-
     for i in range(block.reuse):
-        dw_weight, pw_weight = weights(i)
+        dw, pw = block.pair(i)
+        dw_weight, pw_weight = dw.weight, pw.weight
         bn_dw, bn_pw = block.dw_bn_list[i], block.pw_bn_list[i]
+        reg = regs[i] if regs is not None else None
         batch_stats = bn_dw.training or bn_dw.running_mean is None
         if batch_stats or bn_pw.training or bn_pw.running_mean is None:
-            key = 0 if block.tied else i
-            if key not in split:  # tied weights are sliced once per forward, not once per pass
+            key = i // block.share
+            if key not in split:  # shared weights are sliced once per forward, not once per pass
                 split[key] = (
                     (dw_weight[_EVEN], dw_weight[_ODD]),
                     (pw_weight[:, _EVEN], pw_weight[:, _ODD]),
                 )
             dw_w, pw_w = split[key]
-            x = train_pass(x, dw_w, pw_w, groups, bn_dw, bn_pw)
+            x = train_pass(x, dw_w, pw_w, groups, bn_dw, bn_pw, reg)
         else:
-            x = eval_pass(x, dw_weight, pw_weight, groups, bn_dw, bn_pw)
+            x = eval_pass(x, dw_weight, pw_weight, groups, bn_dw, bn_pw, reg)
         if i < block.reuse - 1:
             x = shuffle(x, block.shuffle, block.shuffle_groups)
     return x

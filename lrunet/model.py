@@ -6,6 +6,8 @@ Built only from an `LruNetConfig`. The computation is the one the paper's releas
     features    stem: 3x3 conv stride 2 (no bias) -> BN -> ReLU, tiled to the stage-1 width
     stage1..4   one LruBlock each; max-pool after stages 1, 2 and 4; the tensor is duplicated
                 ([x, x]) on entry to stages 2, 3 and 4
+                (tied: stageS.dw, stageS.pw; untied or -k<k>: stageS.dw_list.i, stageS.pw_list.i;
+                -reg[<g>]: stageS.reg_list.i, one per pass)
     classifier  grouped 1x1 conv -> BN -> ReLU -> Dropout -> 1x1 conv (bias) -> ReLU -> avg pool
 
 The reference's ReLU on the class maps (spec §6.1) is kept: numbers must match the paper's.
@@ -67,7 +69,12 @@ class LruBlock(nn.Module):
 
     Pass i computes relu(BN_pw[i](pw(BN_dw[i](dw(r)))) + r) with fresh BatchNorms per pass and the
     channel shuffle between passes (none after the last). With sharing "untied", every pass gets
-    its own dw and pw (paper Table 4) instead of reusing one pair.
+    its own dw and pw (paper Table 4) instead of reusing one pair; with `share_k` = k > 0, pass i
+    uses pair i // k of ceil(reuse / k) (DACNN_SPEC.md §5.1). With `regulator` = g > 0 pass i
+    computes relu(reg[i](BN_pw[i](...)) + r), reg[i] an unshared 1x1 F -> F conv of g groups.
+
+    `share` is the number of passes per pair (pass i uses pair i // share); `tied` means one
+    pair stored as `dw`/`pw` (the reference's names), otherwise the pairs are `dw_list`/`pw_list`.
     """
 
     def __init__(
@@ -78,12 +85,18 @@ class LruBlock(nn.Module):
         shuffle: str,
         shuffle_groups: int,
         tied: bool = True,
+        share_k: int = 0,
+        regulator: int = 0,
     ) -> None:
         super().__init__()
+        if share_k and not tied:
+            raise ValueError("share_k: only with tied sharing (untied is share_k 1)")
         self.reuse = reuse
         self.shuffle = shuffle
         self.shuffle_groups = shuffle_groups
-        self.tied = tied
+        self.share = (min(share_k, reuse) if share_k else reuse) if tied else 1
+        self.tied = tied and not share_k
+        self.regulator = regulator
 
         def dw() -> nn.Conv2d:
             return nn.Conv2d(channels, 2 * channels, 3, padding=1, groups=channels, bias=False)
@@ -91,14 +104,33 @@ class LruBlock(nn.Module):
         def pw() -> nn.Conv2d:
             return nn.Conv2d(2 * channels, channels, 1, groups=groups, bias=False)
 
-        if tied:
+        if self.tied:
             self.dw = dw()
             self.pw = pw()
         else:
-            self.dw_list = nn.ModuleList(dw() for _ in range(reuse))
-            self.pw_list = nn.ModuleList(pw() for _ in range(reuse))
+            pairs = -(-reuse // self.share)
+            self.dw_list = nn.ModuleList(dw() for _ in range(pairs))
+            self.pw_list = nn.ModuleList(pw() for _ in range(pairs))
         self.dw_bn_list = nn.ModuleList(nn.BatchNorm2d(2 * channels) for _ in range(reuse))
         self.pw_bn_list = nn.ModuleList(nn.BatchNorm2d(channels) for _ in range(reuse))
+        if regulator:
+            self.reg_list = nn.ModuleList(
+                nn.Conv2d(channels, channels, 1, groups=regulator, bias=False)
+                for _ in range(reuse)
+            )
+            self.reset_regulators()
+
+    def pair(self, i: int) -> tuple[nn.Conv2d, nn.Conv2d]:
+        """The dw and pw convs of pass i."""
+        if self.tied:
+            return self.dw, self.pw
+        j = i // self.share
+        return self.dw_list[j], self.pw_list[j]
+
+    def reset_regulators(self) -> None:
+        """Every regulator to the identity (a random init would scramble the residual branch)."""
+        for reg in getattr(self, "reg_list", ()):
+            nn.init.dirac_(reg.weight, groups=self.regulator)
 
     def _shuffle(self, x: torch.Tensor) -> torch.Tensor:
         if self.shuffle == "swap":
@@ -116,9 +148,10 @@ class LruBlock(nn.Module):
         """The passes written as the reference writes them (the GPU path; the CPU takes
         `lrunet.fast.block_forward`, the same function computed faster)."""
         for i in range(self.reuse):
-            dw = self.dw if self.tied else self.dw_list[i]
-            pw = self.pw if self.tied else self.pw_list[i]
+            dw, pw = self.pair(i)
             t = self.pw_bn_list[i](pw(self.dw_bn_list[i](dw(x))))
+            if self.regulator:
+                t = self.reg_list[i](t)
             x = F.relu(t + x)
             if i < self.reuse - 1:
                 x = self._shuffle(x)
@@ -141,7 +174,14 @@ class LruNet(nn.Module):
         tied = cfg.sharing == "tied"
         for s in range(NUM_STAGES):
             block = LruBlock(
-                widths[s], cfg.reuse[s], cfg.groups, cfg.shuffle, cfg.shuffle_groups, tied
+                widths[s],
+                cfg.reuse[s],
+                cfg.groups,
+                cfg.shuffle,
+                cfg.shuffle_groups,
+                tied,
+                cfg.share_k,
+                cfg.regulator,
             )
             self.add_module(f"stage{s + 1}", block)
         self.pool = nn.MaxPool2d(3, stride=2, padding=1)
@@ -157,13 +197,17 @@ class LruNet(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """The reference init: kaiming_normal_(fan_out) on every conv, BN at gamma 1, beta 0."""
+        """The reference init: kaiming_normal_(fan_out) on every conv, BN at gamma 1, beta 0;
+        then the regulators (if any) to the identity."""
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out")
             elif isinstance(m, nn.BatchNorm2d):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
+        for m in self.modules():
+            if isinstance(m, LruBlock):
+                m.reset_regulators()
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.features(x)

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from lrunet.config import (
+    GRAMMAR,
     MAX_REUSE,
     NUM_STAGES,
     SHARING_MODES,
@@ -33,6 +34,9 @@ KNOBS = {
         Knob("shuffle", "model", str, names=SHUFFLE_VARIANTS),
         Knob("dropout", "model", float, lo=0, hi=1, hi_open=True),
         Knob("sharing", "model", str, names=SHARING_MODES),
+        # 0: one pair per stage; k: pass i uses pair i // k (1 is "untied"; k >= N is 0)
+        Knob("share_k", "model", int, lo=0, hi=MAX_REUSE),
+        Knob("regulator", "model", int, lo=0),  # 0: none; g: a g-group 1x1 per pass
         *(Knob(k, "model", **_REUSE) for k in STAGE_REUSE_KEYS),
     )
 }
@@ -69,16 +73,29 @@ def _build(cfg: LruNetConfig):
 
 
 def _details(cfg: LruNetConfig) -> list[str]:
+    if cfg.sharing == "untied":
+        sharing = "untied: a new dw+pw pair for every pass"
+    elif cfg.share_k:
+        sharing = (
+            f"k{cfg.share_k}: pass i uses pair i // {cfg.share_k}, "
+            f"distinct dw+pw pairs per stage {list(cfg.stage_pairs)}"
+        )
+    else:
+        sharing = "tied: one dw+pw pair per stage, applied N times"
+    if cfg.regulator:
+        kind = "dense" if cfg.regulator == 1 else f"{cfg.regulator} groups"
+        regulator = (
+            f"one unshared 1x1 F->F ({kind}) per pass after BN_pw, identity-initialised: "
+            f"{sum(cfg.reuse)} in all"
+        )
+    else:
+        regulator = "none"
     return [
         f"depth        {cfg.depth} conv layers, reuse per stage {list(cfg.reuse)}",
         f"widths       stem {cfg.stem_width}, stages {list(cfg.stage_widths)}, "
         f"head {cfg.head_width}",
-        f"sharing      {cfg.sharing}: "
-        + (
-            "one dw+pw pair per stage, applied N times"
-            if cfg.sharing == "tied"
-            else "a new dw+pw pair for every pass"
-        ),
+        f"sharing      {sharing}",
+        f"regulator    {regulator}",
     ]
 
 
@@ -87,8 +104,7 @@ FAMILY = register_family(
         name="lrunet",
         tag="LruNet",
         config=LruNetConfig,
-        grammar="<N or N1.N2.N3.N4>-LruNet-<width>x[-g<groups>][-s<shuffle>][-d<dropout>]"
-        "[-untied]",
+        grammar=GRAMMAR,
         summary="Layer Reuse Network: one depthwise + grouped pointwise pair per stage, "
         "applied N times (new BN per pass, channel shuffle between passes)",
         parse=parse_name,
@@ -99,7 +115,8 @@ FAMILY = register_family(
         to_knobs=to_knobs,
         monotone=("reuse", *STAGE_REUSE_KEYS),
         presets=tuple(f"{n}-LruNet-1x" for n in (1, 2, 4, 6, 8, 10, 12, 14, 16))
-        + ("14-LruNet-2x", "8-LruNet-1x-untied"),
+        + ("14-LruNet-2x", "8-LruNet-1x-untied")
+        + ("14-LruNet-1x-k7", "14-LruNet-1x-k2", "14-LruNet-1x-reg8", "8-LruNet-1x-k4-reg8"),
         details=_details,
     )
 )
