@@ -253,14 +253,22 @@ def _describe_network(model_cfg: Any, c: int, h: int, w: int, dataset: str) -> s
     """The card's first sentences: what the network is and what it shares."""
     if isinstance(model_cfg, LruNetConfig):
         reuse = ", ".join(str(n) for n in model_cfg.reuse)
+        sharing = f"{model_cfg.sharing} weights"
+        if model_cfg.share_k:
+            sharing = f"one pair per {model_cfg.share_k} consecutive passes"
+        if model_cfg.regulator:
+            g = model_cfg.regulator
+            sharing += (
+                f", an unshared {'dense' if g == 1 else f'{g}-group'} 1x1 regulator per pass"
+            )
         return (
             f'A Layer Reuse Network (LruNet; Köpüklü et al. 2019, "Convolutional Neural Networks '
             f'with Layer Reuse") classifying {c}-channel {h}x{w} images into '
             f"{model_cfg.num_classes} classes, trained on **{dataset}**. Each of its four stages "
             f"applies one shared depthwise 3x3 + grouped pointwise 1x1 pair N times (N per stage: "
             f"{reuse}; width {model_cfg.width:g}x, pointwise groups {model_cfg.groups}, shuffle "
-            f'"{model_cfg.shuffle}", {model_cfg.sharing} weights, {model_cfg.depth} convolution '
-            "layers on the forward path)."
+            f'"{model_cfg.shuffle}", {sharing}, {model_cfg.depth} convolution layers on the '
+            "forward path)."
         )
     family = family_of(model_cfg)
     details = "; ".join(" ".join(line.split()) for line in family.details(model_cfg))

@@ -7,6 +7,7 @@ registry together with the search-space knobs.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -99,6 +100,31 @@ def _details(cfg: LruNetConfig) -> list[str]:
     ]
 
 
+def _grid(knob: str, lo: float, hi: float) -> list[Any]:
+    """A width range stands for one width per distinct stage-1 channel count int(64 * width)
+    (exact: the network depends on the width only through it); other ranges: 9 points."""
+    if knob == "width":
+        return [max(lo, f / 64) for f in range(int(64 * lo), int(64 * hi) + 1)]
+    values = [lo + (hi - lo) * i / 8 for i in range(9)]
+    return sorted({int(round(v)) for v in values}) if KNOBS[knob].type is int else values
+
+
+def _diagnose(knob: str, value: Any, axes: Mapping[str, list[Any]]) -> str | None:
+    """A group count that divides none of the space's stage-1 widths, said as such."""
+    if knob != "groups":
+        return None
+    channels = sorted({int(64 * w) for w in axes.get("width", [LruNetConfig.width])})
+    if any(f % value == 0 for f in channels):
+        return None
+    common = math.gcd(*channels)
+    ok = [x for x in range(1, common + 1) if common % x == 0]
+    return (
+        f"group count {value} divides none of the stage-1 channel counts {channels} of this "
+        f"space's widths; use one that divides them (valid for every width: "
+        f"{', '.join(map(str, ok))}) or remove {value}"
+    )
+
+
 FAMILY = register_family(
     Family(
         name="lrunet",
@@ -114,9 +140,13 @@ FAMILY = register_family(
         from_knobs=from_knobs,
         to_knobs=to_knobs,
         monotone=("reuse", *STAGE_REUSE_KEYS),
-        presets=tuple(f"{n}-LruNet-1x" for n in (1, 2, 4, 6, 8, 10, 12, 14, 16))
+        # the paper's headline network first: it is the example error messages give
+        presets=("14-LruNet-1x",)
+        + tuple(f"{n}-LruNet-1x" for n in (1, 2, 4, 6, 8, 10, 12, 16))
         + ("14-LruNet-2x", "8-LruNet-1x-untied")
         + ("14-LruNet-1x-k7", "14-LruNet-1x-k2", "14-LruNet-1x-reg8", "8-LruNet-1x-k4-reg8"),
         details=_details,
+        grid=_grid,
+        diagnose=_diagnose,
     )
 )
