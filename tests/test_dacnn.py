@@ -80,10 +80,13 @@ def test_hand_worked_vgg_flops():
     assert 267_191_552 + 3 * outs + 4 * pools + 128 == 268_446_080
 
 
-def test_table_spelling_is_an_alias():
-    """The spec table writes -reg after -b; the grammar's order puts it first."""
-    cfg = parse_name("2.2.2.2-DACNN-res64d-rot-b-reg")
-    assert cfg.name == "2.2.2.2-DACNN-res64d-reg-rot-b" and cfg.name in PRESETS
+def test_table_names_are_canonical():
+    """The §5.2 table's spellings are the canonical names (-reg after -b); the grammar line's order
+    (-reg before -rot) parses to the same config."""
+    for name, *_ in TABLE:
+        assert parse_name(name).name == name
+    assert set(PRESETS) >= {name for name, *_ in TABLE[:11]}
+    assert parse_name("2.2.2.2-DACNN-res64d-reg-rot-b").name == "2.2.2.2-DACNN-res64d-rot-b-reg"
 
 
 @pytest.mark.parametrize("name", PRESETS)
@@ -146,6 +149,9 @@ def test_names_round_trip_and_case():
     assert parse_name("2.2-DACNN-res8-twidth-u0-reg1").name == "2.2-DACNN-res8-reg"
     # options in any order parse; the canonical order is fixed
     assert parse_name("1.1-dacnn-RES16D-b-rot-tg2-u1").name == "1.1-DACNN-res16d-tg2-u1-rot-b"
+    assert (
+        parse_name("1-DACNN-res8-release-reg2-relubn").name == "1-DACNN-res8-relubn-reg2-release"
+    )
 
 
 def test_registry():

@@ -3,10 +3,10 @@ the family registry: config, name grammar, analytic counts and search knobs (no 
 network is `lrunet.families._dacnn_net.DacnnNet`, built lazily). DACNN_SPEC.md §1 describes the
 release's networks, §2 their counts and §5.2 this grammar, which generalises them.
 
-Names (case-insensitive, options in any order; the canonical spelling has them in this order and
-omits -twidth, -u0 and writes -reg1 as -reg; geometry is never spelled)::
+Names (case-insensitive, options in any order; the canonical spelling has them in this order,
+omits -twidth and -u0 and writes -reg1 as -reg; geometry is never spelled)::
 
-    <layout>-DACNN-<body><width>[d][-t<scope>][-u<n>][-reg[<g>]][-rot][-relubn][-b][-release]
+    <layout>-DACNN-<body><width>[d][-t<scope>][-u<n>][-rot][-relubn][-b][-reg[<g>]][-release]
 
     layout    per-stage counts, dot-separated, any number of stages >= 1. vgg: 3x3 convs per
               stage, the stem being the first conv of stage 1 (depth sum + 1 with the FC);
@@ -56,8 +56,9 @@ Departures from the release (DACNN_SPEC.md §6), all of them:
 * A shared kernel is held once, in `net.kernels` (`state_dict` has one key per tensor; the
   release repeats it under every path). Dead modules exist only with -release, named `unused_*`;
   parameter names are not the release's (it has no checkpoints to load).
-* The spec table's `...-rot-b-reg` is spelled `...-reg-rot-b` (the grammar's order).
-  Small_Nets (one BN shared with the kernel) is not covered.
+* The canonical order puts -reg after -b, as the spec's §5.2 table spells its names
+  (`...-rot-b-reg`), not before -rot as its grammar line does; both parse.
+* Small_Nets (one BN shared with the kernel) is not covered.
 """
 
 from __future__ import annotations
@@ -80,11 +81,11 @@ MAX_BLOCKS = 64
 CONV_FIX_WIDTH = 128  # the release's dead conv_fix is 128->128 whatever the widths
 GEOMETRY = ("num_classes", "in_channels", "input_size")
 GRAMMAR = (
-    "<layout>-DACNN-<vgg|res><width>[d][-t<width|stage|none|g<k>>][-u<n>][-reg[<g>]][-rot]"
-    "[-relubn][-b][-release]"
+    "<layout>-DACNN-<vgg|res><width>[d][-t<width|stage|none|g<k>>][-u<n>][-rot][-relubn][-b]"
+    "[-reg[<g>]][-release]"
 )
 OPTIONS = (
-    "-t<scope> (scope: width, stage, none, g<k>), -u<n>, -reg, -reg<g>, -rot, -relubn, -b, "
+    "-t<scope> (scope: width, stage, none, g<k>), -u<n>, -rot, -relubn, -b, -reg, -reg<g>, "
     "-release"
 )
 
@@ -243,10 +244,12 @@ class DacnnConfig:
             parts.append(f"t{self.scope}")
         if self.untied_stages:
             parts.append(f"u{self.untied_stages}")
+        parts += [
+            o for o, on in (("rot", self.rot), ("relubn", self.relubn), ("b", self.bias)) if on
+        ]
         if self.regulator:
             parts.append("reg" if self.regulator == 1 else f"reg{self.regulator}")
-        parts += [o for o, on in (("rot", self.rot), ("relubn", self.relubn)) if on]
-        parts += [o for o, on in (("b", self.bias), ("release", self.release)) if on]
+        parts += ["release"] if self.release else []
         return "-".join(parts)
 
     def replace(self, **changes: Any) -> DacnnConfig:
@@ -554,8 +557,8 @@ PRESETS = (
     "2.2.2.2-DACNN-res64d-rot-b",  # DACNN18-mix
     "3.4.6.3-DACNN-res64d-rot-b",  # DACNN34-mix (resnet_mix, effective params)
     "3.4.6.3-DACNN-res64d-rot-b-release",  # resnet_mix as released, dead modules included
-    "2.2.2.2-DACNN-res64d-reg-rot-b",  # DACNN18-mix-reg (the spec table's ...-rot-b-reg)
-    "3.4.6.3-DACNN-res64d-reg-rot-b",  # DACNN34-mix-reg
+    "2.2.2.2-DACNN-res64d-rot-b-reg",  # DACNN18-mix-reg (regulators applied)
+    "3.4.6.3-DACNN-res64d-rot-b-reg",  # DACNN34-mix-reg
     "2.2.3.3.3-DACNN-vgg128-relubn-b",  # DACNN14 (vgg_Fix_BN)
     "2.2.3.3.3-DACNN-vgg64d-u2-b",  # DACNN14-mix, stage-5 BN fixed
     "2.2.3.3.3-DACNN-vgg64d-u2-b-release",  # Mix_Net('VGG16_fix')
