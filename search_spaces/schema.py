@@ -106,6 +106,13 @@ def did_you_mean(word: Any, options: Iterable[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
+def _same_number(name: str, value: float) -> bool:
+    try:
+        return float(name) == float(value)
+    except ValueError:
+        return False
+
+
 class Reader:
     """Raises SpaceErrors that point at the file and line of a key path."""
 
@@ -187,6 +194,9 @@ class Reader:
     def value(self, path: str, knob: Knob, raw: Any) -> Any:
         """One value of `knob`, type-checked and range-checked."""
         if knob.type is str:
+            if isinstance(raw, (int, float)) and not isinstance(raw, bool):
+                # a named value that reads as a number (ShuffleNetV2's widths "0.25", ...)
+                raw = next((n for n in knob.names if _same_number(n, raw)), raw)
             if not isinstance(raw, str) or raw not in knob.names:
                 self.fail(path, f"{raw!r} is not {knob.domain()}{did_you_mean(raw, knob.names)}")
             return raw

@@ -59,6 +59,7 @@ def test_trials_are_nested_named_and_tagged(searched):
         tags = r.data.tags
         assert tags["mlflow.parentRunId"] == first.parent_run_id
         assert r.info.run_name == tags["arch"] and "-LruNet-" in tags["arch"]
+        assert tags["family"] == "lrunet" and r.data.params["family"] == "lrunet"
         assert tags["status"] in ("completed", "stopped_early")
         assert int(tags["stopped_at_epoch"]) == (
             3 if tags["status"] == "completed" else int(tags["stopped_at_epoch"])
