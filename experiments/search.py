@@ -356,6 +356,7 @@ def run_search(o: SearchOptions) -> SearchResult:
             tags={
                 tracking.ROLE_TAG: tracking.PARENT_ROLE,
                 "space": spec.name,
+                "family": spec.family,
                 "storage_dir": storage_dir,
                 "mlflow.note.content": spec.description,
             },
@@ -416,6 +417,7 @@ def _log_parent(
 ) -> None:
     params = {
         "space": spec.name,
+        "family": spec.family,
         "dataset": spec.dataset,
         "searcher": o.searcher,
         "scheduler": o.scheduler,

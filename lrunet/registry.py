@@ -189,7 +189,13 @@ def family_for_name(name: str) -> Family:
 def parse_name(name: str, **geometry: Any) -> Any:
     """Decode any registered family's architecture name into its config; `geometry` sets
     num_classes, in_channels and input_size (or any field the name does not spell)."""
-    return family_for_name(name).parse(name.strip(), **geometry)
+    family = family_for_name(name)
+    try:
+        return family.parse(name.strip(), **geometry)
+    except ValueError as e:
+        if repr(name.strip()) in str(e) or name.strip() in str(e):
+            raise
+        raise ValueError(f"{name.strip()!r}: {e}") from None
 
 
 def format_name(cfg: Any) -> str:

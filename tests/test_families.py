@@ -193,3 +193,28 @@ def _json_list() -> str:
 
 def test_family_dataclass_is_a_registry_value():
     assert isinstance(get_family("dacnn"), Family)
+
+
+def test_files_written_before_the_registry_still_load():
+    """Checkpoints and model files store `config` as the config's own dict; those written before
+    families existed have no family key and no LruNet sharing extensions, and still resume."""
+    from lrunet.recipe import Recipe
+    from trainables.data import load_dataset
+    from trainables.loop import Trainer
+
+    data = load_dataset("digits")
+    cfg = parse_name("1-LruNet-0.25x-g4", **data.geometry)
+    old = {k: v for k, v in cfg.to_dict().items() if k not in ("share_k", "regulator")}
+    assert config_from_dict(old) == cfg
+    assert config_to_dict(cfg)["family"] == "lrunet"
+    recipe = Recipe(epochs=1, batch_size=256)
+    trainer = Trainer(cfg, recipe, data, device="cpu", threads=1, subset=300)
+    trainer.train_epoch()
+    state = trainer.state_dict()
+    state["config"] = old
+    again = Trainer(cfg, recipe, data, device="cpu", threads=1, subset=300)
+    again.load_state_dict(state)
+    assert again.epoch == 1
+    other = dict(old, width=0.5)
+    with pytest.raises(ValueError, match="checkpoint config"):
+        again.load_state_dict({**state, "config": other})

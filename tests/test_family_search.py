@@ -103,6 +103,8 @@ def test_trials_carry_their_family(searches, family):
         assert tag in r.data.tags["arch"] and r.info.run_name == r.data.tags["arch"]
         assert float(r.data.metrics["params"]) > 0
     assert len(result.front.members) >= 1
+    parent = client.get_run(result.parent_run_id)
+    assert parent.data.tags["family"] == family and parent.data.params["family"] == family
 
 
 @pytest.mark.parametrize("family", ["dacnn", "mobilenetv2"])
