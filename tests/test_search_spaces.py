@@ -14,8 +14,8 @@ import pytest
 
 from lrunet.config import LruNetConfig
 from lrunet.counting import count
-from lrunet.registry import count as family_count
 from lrunet.recipe import TRIAL_KEYS, split_trial_config, trial_keys
+from lrunet.registry import count as family_count
 from search_spaces import KNOBS, SpaceError, list_spaces, load_space
 from search_spaces.distributions import Choice, LogUniform, QUniform, RandInt
 
