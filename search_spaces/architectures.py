@@ -1,0 +1,172 @@
+"""The architecture side of a search space: which configs the `model:` knobs allow, their cost
+range, and whether the budgets can be met, all decided before any compute is spent.
+
+A family's knobs split in two (`lrunet.registry.Family.monotone`): along the monotone ones every
+count grows, so the cheapest and dearest config of each combination of the other knobs are its
+low and high corners; the other knobs are enumerated (a continuous range by the family's
+representative grid). Nothing here imports Ray or Optuna.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from typing import Any
+
+from lrunet.registry import Family, count
+from search_spaces.distributions import Distribution
+from search_spaces.schema import Reader
+from search_spaces.spec import COST_METRICS, Budgets, CostRange
+
+MAX_ARCHITECTURES = 50_000  # combinations of the non-monotone model knobs checked at load
+
+
+def _axes(family: Family, knobs: dict[str, Distribution]) -> dict[str, list[Any]]:
+    """The values to enumerate of every non-monotone model knob the space sets (a continuous
+    range by the family's representative grid); knobs it does not set take the defaults."""
+    axes = {}
+    for key in family.knobs:
+        d = knobs.get(key)
+        if d is None or key in family.monotone:
+            continue
+        axes[key] = list(d.values()) if d.is_finite else family.grid_values(key, d.low, d.high)
+    return axes
+
+
+def _corner(family: Family, knobs: dict[str, Distribution], corner: str) -> dict[str, Any]:
+    """The monotone knobs at their lowest or highest value in the space."""
+    return {
+        k: knobs[k].low if corner == "low" else knobs[k].high
+        for k in family.monotone
+        if k in knobs
+    }
+
+
+def _combinations(
+    family: Family, knobs: dict[str, Distribution], corner: str = "low"
+) -> list[dict[str, Any]]:
+    axes = _axes(family, knobs)
+    base = _corner(family, knobs, corner)
+    keys = list(axes)
+    return [{**base, **dict(zip(keys, c))} for c in itertools.product(*axes.values())]
+
+
+def _configs(
+    family: Family, knobs: dict[str, Distribution], geometry: dict[str, int], corner: str
+) -> list[Any]:
+    """Every valid architecture of the enumerated knobs at one corner of the monotone ones."""
+    out = []
+    for values in _combinations(family, knobs, corner):
+        try:
+            out.append(family.from_knobs(values, **geometry))
+        except ValueError:
+            continue
+    return out
+
+
+def check_architectures(
+    r: Reader, knobs: dict[str, Distribution], geometry: dict[str, int], family: Family
+) -> CostRange:
+    """Every listed value of a model knob must give at least one valid architecture; returns
+    the min and max of each count over the space."""
+    axes = _axes(family, knobs)
+    total = math.prod(len(v) for v in axes.values())
+    if total > MAX_ARCHITECTURES:
+        r.fail(
+            "model",
+            f"{total:,} combinations of {' x '.join(axes)} are too many to check (limit "
+            f"{MAX_ARCHITECTURES:,}); list values with choice instead of wide ranges",
+        )
+    valid: set[tuple[str, Any]] = set()  # (knob, value) pairs seen in a valid architecture
+    why: dict[tuple[str, Any], str] = {}  # (knob, value) -> why a config with it was invalid
+    for values in _combinations(family, knobs, "low"):
+        pairs = [(k, values[k]) for k in axes]
+        try:
+            family.from_knobs(values, **geometry)
+        except ValueError as e:
+            for pair in pairs:
+                why.setdefault(pair, str(e))
+            continue
+        valid.update(pairs)
+    if not valid and axes:
+        r.fail("model", f"no valid architecture in the space: {next(iter(why.values()))}")
+    if not axes:
+        try:
+            family.from_knobs(_corner(family, knobs, "low"), **geometry)
+        except ValueError as e:
+            r.fail("model", f"no valid architecture in the space: {e}")
+    for key in axes:
+        d = knobs[key]
+        if d.kind not in ("fixed", "choice"):
+            # a range may hold some invalid values (sampled ones are reported infeasible by
+            # check_budget); every value written out must be usable
+            continue
+        for i, v in enumerate(d.values()):
+            if (key, v) in valid:
+                continue
+            path = f"model.{key}" + (f".{d.kind}[{i}]" if d.kind != "fixed" else "")
+            special = family.diagnose(key, v, axes) if family.diagnose else None
+            if special:
+                r.fail(path, special)
+            r.fail(
+                path,
+                f"{key} {v!r} gives no valid architecture with the other knobs of the "
+                f"space ({why.get((key, v), '')}); remove it or change the other knobs",
+            )
+    lows = [count(c) for c in _configs(family, knobs, geometry, "low")]
+    highs = [count(c) for c in _configs(family, knobs, geometry, "high")]
+    return CostRange(
+        **{
+            m: (min(getattr(c, m) for c in lows), max(getattr(c, m) for c in highs))
+            for m in COST_METRICS
+        }
+    )
+
+
+def check_budgets(
+    r: Reader,
+    raw: Any,
+    knobs: dict[str, Distribution],
+    geometry: dict[str, int],
+    family: Family,
+) -> Budgets:
+    """The `budgets:` section, failing when no architecture of the space can meet it."""
+    m = r.mapping("budgets", raw, ("max_params", "max_mflops"), "{max_params: 250000}")
+    v: dict[str, Any] = {}
+    for key in ("max_params", "max_mflops"):
+        if m.get(key) is not None:
+            v[key] = r.number(f"budgets.{key}", m[key], integer=key == "max_params")
+            if v[key] <= 0:
+                r.fail(f"budgets.{key}", f"must be > 0, got {v[key]:g}")
+    b = Budgets(**v)
+    if b.max_params is None and b.max_mflops is None:
+        return b
+    # Counts grow along the family's monotone knobs (LruNet: every stage's reuse), so the cheapest
+    # config of each combination of the other knobs is its low corner: the budgets are reachable
+    # iff one of those corners meets them.
+    smallest = None
+    for cfg in _configs(family, knobs, geometry, corner="low"):
+        c = count(cfg)
+        if (b.max_params is None or c.params <= b.max_params) and (
+            b.max_mflops is None or c.mflops <= b.max_mflops
+        ):
+            return b
+        key = (
+            c.params if b.max_params is not None else 0,
+            c.mflops if b.max_mflops is not None else 0,
+        )
+        if smallest is None or key < smallest[0]:
+            smallest = (key, cfg, c)
+    _, cfg, c = smallest
+    wanted = []
+    if b.max_params is not None:
+        wanted.append(f"max_params >= {c.params:,}")
+    if b.max_mflops is not None:
+        wanted.append(f"max_mflops >= {math.ceil(c.mflops * 100) / 100:g}")
+    given = ", ".join(f"{key} {value:,}" for key, value in v.items())
+    r.fail(
+        "budgets",
+        f"no architecture in the space meets the budgets ({given}); the cheapest, "
+        f"{cfg.name}, has {c.params:,} params and {c.mflops:.2f} MFLOPs; "
+        f"set {' and '.join(wanted)} or shrink the space",
+    )
