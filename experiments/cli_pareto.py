@@ -1,4 +1,9 @@
-"""`python launch.py pareto --experiment NAME [--json]`: the front, recomputed from MLflow."""
+"""`python launch.py pareto --experiment NAME [--json]`: the front, recomputed from MLflow.
+
+Printed: the overall front (with each member's family), each family's own front, who wins
+where (the best family per params band) and both hypervolumes (raw, and normalised to the
+reference box). `--json` holds the same: `front`, `by_family`, `who_wins`, `hypervolume`,
+`hypervolume_normalised` (null when an objective has no known ideal value)."""
 
 from __future__ import annotations
 
@@ -7,7 +12,16 @@ import json
 import os
 
 from experiments import tracking
-from experiments.front import front_table, load_front
+from experiments.front import (
+    family_fronts_table,
+    front_table,
+    hypervolume_line,
+    load_front,
+    who_wins,
+    who_wins_note,
+    who_wins_records,
+    who_wins_table,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
     tracking.check_tracking_uri(uri)
     client = tracking.client_for(uri)
     front, parent = load_front(client, args.experiment, parent_run_id=args.run_id)
+    bands = who_wins(front.rows, front.metrics, front.modes)
     if args.json:
         print(
             json.dumps(
@@ -40,11 +55,24 @@ def run(args: argparse.Namespace) -> int:
                     "reference_point": front.reference_point,
                     "hypervolume": front.hypervolume,
                     "front": front.to_records(),
+                    "ideal_point": front.ideal_point,
+                    "hypervolume_normalised": (
+                        None if front.ideal_point is None else front.hypervolume_normalised
+                    ),
+                    "by_family": {
+                        fam: [front.record(r) for r in rows]
+                        for fam, rows in front.by_family().items()
+                    },
+                    "who_wins": who_wins_records(bands),
+                    "who_wins_note": who_wins_note(front, bands),
                 },
                 indent=2,
             )
         )
     else:
         print(f"{args.experiment} / {parent.info.run_name} ({parent.info.run_id})")
-        print(front_table(front))
+        print(front_table(front, hypervolume=False))
+        print(f"\nper family:\n{family_fronts_table(front)}")
+        print(f"\n{who_wins_table(front, bands)}")
+        print(f"\n{hypervolume_line(front)}")
     return 0

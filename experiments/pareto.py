@@ -21,6 +21,10 @@ Conventions, chosen so that results never depend on the order of the input rows:
   reference point, computed exactly by slicing along one objective (HSO; While et al., 2006) with
   a sweep in two dimensions. Points that are not strictly better than the reference point in
   every objective contribute nothing. NaN objectives are rejected with a ``ValueError``.
+* The normalised hypervolume rescales every objective to the reference box first: the reference
+  point maps to 0 and an ideal corner (e.g. 100 % accuracy, 0 parameters) to 1, so the value is a
+  share of the box in [0, 1], comparable across spaces whose raw units differ. Points beyond the
+  ideal corner are clipped to it; points outside the box contribute nothing, as above.
 """
 
 from __future__ import annotations
@@ -224,3 +228,37 @@ def hypervolume_over_time(
             volume = _hv_minimised(front, ref)
         out.append(volume)
     return out
+
+
+def normalise_to_box(
+    points: object, modes: Sequence[str], reference_point: object, ideal_point: object
+) -> np.ndarray:
+    """``points`` rescaled per objective so that the reference point is 0 and the ideal corner
+    is 1 (larger is better in every column afterwards); values past the ideal are clipped to 1,
+    values worse than the reference stay below 0."""
+    minimised = to_minimisation(points, modes)
+    ref = _check_reference(reference_point, modes)
+    ideal = np.asarray(ideal_point, dtype=float).reshape(-1)
+    if ideal.shape[0] != len(modes) or not np.isfinite(ideal).all():
+        raise ValueError(
+            f"ideal_point must hold {len(modes)} finite numbers, one per objective "
+            f"{list(modes)}; got {ideal_point!r}"
+        )
+    ideal = ideal * np.array([-1.0 if mode == "max" else 1.0 for mode in modes])
+    span = ref - ideal
+    if not np.all(span > 0):
+        bad = [i for i in range(len(modes)) if not span[i] > 0]
+        raise ValueError(
+            f"ideal_point {ideal_point!r} must be strictly better than reference_point "
+            f"{reference_point!r} in every objective; objectives {bad} are not"
+        )
+    return np.minimum((ref - minimised) / span, 1.0)
+
+
+def normalised_hypervolume(
+    points: object, modes: Sequence[str], reference_point: object, ideal_point: object
+) -> float:
+    """Hypervolume of ``points`` in the reference box scaled to the unit cube (module
+    docstring): 1 means a point at the ideal corner, 0 nothing inside the box."""
+    scaled = normalise_to_box(points, modes, reference_point, ideal_point)
+    return hypervolume(scaled, ["max"] * len(modes), np.zeros(len(modes)))

@@ -12,6 +12,8 @@ from experiments.pareto import (
     hypervolume,
     hypervolume_over_time,
     non_dominated_sort,
+    normalise_to_box,
+    normalised_hypervolume,
     pareto_front_mask,
     pareto_ranks,
     to_minimisation,
@@ -183,3 +185,65 @@ def test_invalid_input_names_the_problem(points: object, modes: object, match: s
 def test_reference_point_must_match_the_objectives() -> None:
     with pytest.raises(ValueError, match="reference_point must hold 2"):
         hypervolume([A], ACC_PARAMS, [0.0])
+
+
+# --- normalised hypervolume: the reference box scaled to the unit cube -----------------------
+IDEAL = [1.0, 0.0]  # (accuracy as a fraction, parameters): the best corner of the REF box
+
+
+def test_normalise_to_box_maps_reference_to_zero_and_ideal_to_one() -> None:
+    out = normalise_to_box([REF, IDEAL, A, (1.2, -1.0), E], ACC_PARAMS, REF, IDEAL)
+    # A = (0.9, 3): 0.9 of the accuracy span, (4 - 3) / 4 of the params span. Past the ideal is
+    # clipped to 1; E's params 5 lie outside the box: (4 - 5) / 4 < 0.
+    np.testing.assert_allclose(out, [[0, 0], [1, 1], [0.9, 0.25], [1, 1], [0.95, -0.25]])
+
+
+def test_normalised_hypervolume_two_objectives_by_hand() -> None:
+    # A -> (0.9, 0.25), B -> (0.6, 0.75): 0.9*0.25 + 0.6*0.75 - 0.6*0.25 = 0.525 = 2.1 / (1 * 4).
+    assert normalised_hypervolume([A, B, C], ACC_PARAMS, REF, IDEAL) == pytest.approx(0.525)
+    # E is outside the box (params 5 > 4): nothing, alone or with the others.
+    assert normalised_hypervolume([E], ACC_PARAMS, REF, IDEAL) == 0.0
+    assert normalised_hypervolume([A, B, E], ACC_PARAMS, REF, IDEAL) == pytest.approx(0.525)
+    # Beyond the ideal accuracy is clipped: (1.2, 2) counts as (1, 0.5), not 1.2 * 0.5.
+    assert normalised_hypervolume([(1.2, 2.0)], ACC_PARAMS, REF, IDEAL) == pytest.approx(0.5)
+    # The ideal point fills the box; the empty set is 0.
+    assert normalised_hypervolume([IDEAL], ACC_PARAMS, REF, IDEAL) == pytest.approx(1.0)
+    assert normalised_hypervolume([], ACC_PARAMS, REF, IDEAL) == 0.0
+    # The search's own units: val_acc in percent against 0, params against 1e6, ideal (100, 0).
+    hv = normalised_hypervolume([(90.0, 2e5)], ACC_PARAMS, [0.0, 1e6], [100.0, 0.0])
+    assert hv == pytest.approx(0.9 * 0.8)
+
+
+def test_normalised_hypervolume_three_objectives_by_hand() -> None:
+    # The inclusion-exclusion example above: 18 of the 4 x 4 x 4 box.
+    points = [(1, 1, 3), (2, 2, 1), (3, 1, 2)]
+    zero = [0, 0, 0]
+    assert normalised_hypervolume(points, ["min"] * 3, [4, 4, 4], zero) == pytest.approx(18 / 64)
+    # A point outside the box ((5, 1, 1): first objective past 4) adds nothing.
+    outside = [*points, (5, 1, 1)]
+    assert normalised_hypervolume(outside, ["min"] * 3, [4, 4, 4], zero) == pytest.approx(18 / 64)
+    # Unequal spans, one maximised: (acc 50 of 100, 2 of 4, 1 of 2) -> 0.5 * 0.5 * 0.5; the same
+    # point with params -1 (past the ideal 0) is clipped to 1 on that axis -> 0.5 * 1 * 0.5.
+    modes, ref, ideal = ["max", "min", "min"], [0, 4, 2], [100, 0, 0]
+    assert normalised_hypervolume([(50, 2, 1)], modes, ref, ideal) == pytest.approx(0.125)
+    assert normalised_hypervolume([(50, -1, 1)], modes, ref, ideal) == pytest.approx(0.25)
+    # Both together: the clipped point dominates the other in the scaled box.
+    both = [(50, 2, 1), (50, -1, 1)]
+    assert normalised_hypervolume(both, modes, ref, ideal) == pytest.approx(0.25)
+
+
+def test_normalised_hypervolume_is_raw_over_box_volume_inside_the_box() -> None:
+    rng = np.random.default_rng(7)
+    ref, ideal = np.array([0.0, 10.0, 3.0]), np.array([100.0, 0.0, 0.0])
+    modes = ["max", "min", "min"]
+    for _ in range(10):
+        points = rng.random((int(rng.integers(1, 12)), 3)) * [100.0, 10.0, 3.0]
+        raw = hypervolume(points, modes, ref)
+        assert normalised_hypervolume(points, modes, ref, ideal) == pytest.approx(raw / 3000.0)
+
+
+def test_ideal_point_must_be_better_than_the_reference() -> None:
+    with pytest.raises(ValueError, match=r"strictly better than reference_point .* \[1\]"):
+        normalised_hypervolume([A], ACC_PARAMS, REF, [1.0, 4.0])
+    with pytest.raises(ValueError, match="ideal_point must hold 2"):
+        normalised_hypervolume([A], ACC_PARAMS, REF, [1.0])
