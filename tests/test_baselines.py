@@ -1,6 +1,7 @@
-"""The Table 7 baselines (lrunet.families.baselines) against the LruNet paper: the 12 rows exact
-(params and conv+linear params, LRUNET_SPEC.md "Table 7 — baselines"), analytic counts equal to
-hook counts, forward + backward on every preset, the name grammars and their errors, knobs."""
+"""The Table 7 baselines (lrunet.families.mobilenet, .shufflenet) against the LruNet paper: the
+12 rows exact (params and conv+linear params, LRUNET_SPEC.md "Table 7 — baselines"), analytic
+counts equal to hook counts, forward + backward on every preset, the name grammars and their
+errors, knobs."""
 
 from __future__ import annotations
 
@@ -12,14 +13,10 @@ import pytest
 import torch
 
 from lrunet.counting import count_by_hooks
+from lrunet.families import mobilenet, shufflenet
 from lrunet.families._shufflenet import channel_shuffle
-from lrunet.families.baselines import (
-    CONFIGS,
-    SHUFFLENETV2_TABLE,
-    MobileNetV2Config,
-    ShuffleNetConfig,
-    ShuffleNetV2Config,
-)
+from lrunet.families.mobilenet import MobileNetV2Config
+from lrunet.families.shufflenet import SHUFFLENETV2_TABLE, ShuffleNetConfig, ShuffleNetV2Config
 from lrunet.registry import (
     build_model,
     canonical_name,
@@ -32,6 +29,7 @@ from lrunet.registry import (
     parse_name,
 )
 
+CONFIGS = (*mobilenet.CONFIGS, *shufflenet.CONFIGS)
 FAMILIES = [get_family(c.TAG.lower()) for c in CONFIGS]
 PRESETS = [p for f in FAMILIES for p in f.presets]
 GEOMETRY = {
@@ -267,5 +265,8 @@ def test_registry_entries(family):
 
 
 def test_families_import_without_torch():
-    code = "import sys, lrunet.families.baselines; assert 'torch' not in sys.modules"
+    code = (
+        "import sys, lrunet.families.mobilenet, lrunet.families.shufflenet; "
+        "assert 'torch' not in sys.modules"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,7 +1,7 @@
 """The MobileNet and MobileNetV2 networks of the Table 7 baselines, built from their configs.
 
 Configs, names, counts and the list of departures from the reference are in
-`lrunet.families.baselines`. Based on okankop/CNN-layer-reuse (MIT, Copyright (c) 2017 Okan
+`lrunet.families.mobilenet`. Based on okankop/CNN-layer-reuse (MIT, Copyright (c) 2017 Okan
 Köpüklü), `models/mobilenet.py` and `models/mobilenetv2.py`: the same layers, initialisation
 and parameter names (its checkpoints load), with an `nn.AdaptiveAvgPool2d(1)` module as the
 final pool.

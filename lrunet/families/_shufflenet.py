@@ -1,7 +1,7 @@
 """The ShuffleNet and ShuffleNetV2 networks of the Table 7 baselines, built from their configs.
 
 Configs, names, counts and the list of departures from the reference are in
-`lrunet.families.baselines`. Based on okankop/CNN-layer-reuse (MIT, Copyright (c) 2017 Okan
+`lrunet.families.shufflenet`. Based on okankop/CNN-layer-reuse (MIT, Copyright (c) 2017 Okan
 Köpüklü), `models/shufflenet.py` and `models/shufflenetv2.py`: the same layers and parameter
 names (its checkpoints load). The channel shuffle divides with `//` (the reference's `C/g`
 float crashes `view`), as torchvision's `channel_shuffle` does; the final pool is an
@@ -126,7 +126,7 @@ class DownBlock(nn.Module):
 
 class ShuffleNetV2(nn.Module):
     def __init__(self, cfg) -> None:
-        from lrunet.families.baselines import SHUFFLENETV2_BLOCKS, SHUFFLENETV2_STEM
+        from lrunet.families.shufflenet import SHUFFLENETV2_BLOCKS, SHUFFLENETV2_STEM
 
         super().__init__()
         self.cfg = cfg
