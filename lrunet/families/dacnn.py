@@ -1,7 +1,9 @@
 """DACNN (Huang, Dwivedi and Roig, "Deep Anchored Convolutional Neural Networks", CVPRW 2019) on
-the family registry: config, name grammar, analytic counts and search knobs (no torch here; the
-network is `lrunet.families._dacnn_net.DacnnNet`, built lazily). DACNN_SPEC.md §1 describes the
-release's networks, §2 their counts and §5.2 this grammar, which generalises them.
+the family registry: config, name grammar, `describe` details and the registration. The analytic
+counts are in `lrunet.families._dacnn_counts` and the search knobs in `._dacnn_knobs`, both
+imported here (no torch in any of them); the network is `._dacnn_net.DacnnNet`, built lazily.
+DACNN_SPEC.md §1 describes the release's networks, §2 their counts and §5.2 this grammar, which
+generalises them.
 
 Names (case-insensitive, options in any order; the canonical spelling has them in this order,
 omits -twidth and -u0 and writes -reg1 as -reg; geometry is never spelled)::
@@ -70,8 +72,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from lrunet.counting import Counts
-from lrunet.knobs import Knob
 from lrunet.registry import Family, register_family
 
 BODIES = ("vgg", "res")
@@ -333,76 +333,6 @@ def parse_name(name: str, **geometry: Any) -> DacnnConfig:
     return DacnnConfig(**kw, **geometry)
 
 
-# --- analytic counts (lrunet.counting conventions; shared tensors once, every call counted) ---
-
-
-class _Tally:
-    def __init__(self) -> None:
-        self.params = self.conv_params = self.macs = self.extra = 0
-
-    def weights(self, cin: int, cout: int, k: int, bias: bool = False, groups: int = 1) -> None:
-        n = cout * (cin // groups) * k * k + (cout if bias else 0)
-        self.params += n
-        self.conv_params += n
-
-    def call(self, cin: int, cout: int, k: int, hw: int, groups: int = 1) -> None:
-        self.macs += hw * cout * (cin // groups) * k * k
-        self.extra += hw * cout  # +1 per conv output
-
-    def conv(self, cin: int, cout: int, k: int, hw: int, bias: bool = False, groups: int = 1):
-        self.weights(cin, cout, k, bias, groups)
-        self.call(cin, cout, k, hw, groups)
-
-    def bn(self, c: int, hw: int = 0, n: int = 1) -> None:  # hw 0: unused BNs
-        self.params += 2 * c * n
-        self.extra += 2 * c * hw * n
-
-
-def count(cfg: DacnnConfig) -> Counts:
-    """Analytic `Counts` of `cfg` at its own geometry (equal to `count_by_hooks` on the net)."""
-    t = _Tally()
-    widths, sizes, g = cfg.stage_widths, cfg.stage_sizes, cfg.regulator
-    plan, kernels = cfg.kernel_plan()
-    for f in kernels:
-        t.weights(f, f, 3, cfg.bias)
-    res = cfg.body == "res"
-    if res:
-        t.conv(cfg.in_channels, widths[0], 3, sizes[0] ** 2)
-        t.bn(widths[0], sizes[0] ** 2)
-        if cfg.release and cfg.doubling:
-            t.weights(CONV_FIX_WIDTH, CONV_FIX_WIDTH, 3)
-    for s, f in enumerate(widths):
-        hw, cin = sizes[s] ** 2, cfg.in_channels if s == 0 else widths[s - 1]
-        convs = 2 * cfg.layout[s] if res else cfg.layout[s]
-        own = convs - cfg.positions(s)  # the vgg stem or a transition
-        if own:
-            t.weights(cin, f, 3, cfg.bias)
-        t.call(cin if own else f, f, 3, hw)
-        t.call(f, f, 3, hw * (convs - 1))
-        t.bn(f, hw, n=convs - cfg.bare_first(s))
-        if res and cfg.transition(s):  # projection shortcut
-            t.conv(cin, f, 1, hw)
-            t.bn(f, hw)
-        for _ in range(cfg.layout[s] if res else cfg.positions(s)):
-            if g:
-                t.conv(f, f, 1, hw, groups=g)
-        if res and cfg.release:  # dead, never run
-            for _ in range(cfg.layout[s]):
-                if not cfg.doubling:
-                    t.bn(f)  # resnet_Fix_BN's bn2
-                elif not g:
-                    t.weights(f, f, 1)  # resnet_mix's regulator
-            if cfg.doubling and cfg.transition(s):
-                t.bn(f)  # resnet_mix's transition-block bn1
-        t.extra += 4 * f * sizes[s + 1] ** 2  # 2x2 max-pool: 4 per output
-    last = widths[-1]
-    t.extra += last * sizes[-1] ** 2  # global average: its input elements
-    t.params += last * cfg.num_classes + cfg.num_classes
-    t.conv_params += last * cfg.num_classes + cfg.num_classes
-    t.macs += last * cfg.num_classes
-    return Counts(t.params, t.conv_params, t.macs, t.macs + t.extra)
-
-
 def details(cfg: DacnnConfig) -> list[str]:
     """A few lines for `launch.py describe`: depth, widths, which layers share which kernel."""
     plan, kernels = cfg.kernel_plan()
@@ -450,93 +380,6 @@ def details(cfg: DacnnConfig) -> list[str]:
     return lines
 
 
-# --- search knobs -----------------------------------------------------------------------------
-# The layout is `stages` (1..5) plus `blocks_1` .. `blocks_5` (1..64), the blocks of stages past
-# `stages` ignored: every sample is a valid layout and each of these is monotone (a free layout
-# string cannot be range-checked, and a 0-means-absent stage would make later stages shift).
-# Scope is width/stage/none/group with `group_size` for g<k>; booleans are "off"/"on" strings;
-# `regulator` is the group count (0: none).
-
-KNOB_STAGES = 5  # 32 px reach 1 px after five pools
-STAGES_KEY = "stages"
-BLOCK_KEYS = tuple(f"blocks_{s + 1}" for s in range(KNOB_STAGES))
-SWITCHES = ("doubling", "rot", "relubn", "bias", "release")  # config booleans, "off"/"on"
-ONOFF = ("off", "on")
-DEFAULT_BLOCKS = 2
-KNOBS = {
-    k.name: k
-    for k in (
-        Knob("body", "model", str, names=BODIES),
-        Knob(STAGES_KEY, "model", int, lo=1, hi=KNOB_STAGES),
-        *(Knob(k, "model", int, lo=1, hi=MAX_BLOCKS) for k in BLOCK_KEYS),
-        Knob("width", "model", int, lo=1),
-        Knob("doubling", "model", str, names=ONOFF),
-        Knob("scope", "model", str, names=(*SCOPES, "group")),
-        Knob("group_size", "model", int, lo=1),
-        Knob("untied_stages", "model", int, lo=0, hi=KNOB_STAGES),
-        Knob("regulator", "model", int, lo=0),
-        *(Knob(k, "model", str, names=ONOFF) for k in ("rot", "relubn", "bias", "release")),
-    )
-}
-
-
-def from_knobs(values: Mapping[str, Any], **geometry: Any) -> DacnnConfig:
-    """A config from any subset of KNOBS (the rest take DacnnConfig's defaults).
-
-    The layout is `stages` stages of `blocks_1` .. `blocks_<stages>` blocks each: blocks of
-    stages past `stages` are ignored, so every sample of a space is a valid layout; without
-    `stages`, the default's 4 stages, or more if a later `blocks_<s>` is given. Scope "group"
-    means g<group_size> (default 2); group_size is ignored for the other scopes.
-    """
-    unknown = sorted(set(values) - set(KNOBS))
-    if unknown:
-        raise ValueError(f"dacnn has no knob(s) {unknown}; its knobs: {', '.join(KNOBS)}")
-    default = DacnnConfig()
-    given = [s + 1 for s, k in enumerate(BLOCK_KEYS) if k in values]
-    stages = values.get(STAGES_KEY, max([len(default.layout), *given]))
-    _check_int(STAGES_KEY, stages, 1, KNOB_STAGES)
-    old = default.layout + (DEFAULT_BLOCKS,) * KNOB_STAGES
-    kw: dict[str, Any] = {
-        "layout": tuple(values.get(BLOCK_KEYS[s], old[s]) for s in range(stages))
-    }
-    for key in ("body", "width", "untied_stages", "regulator"):
-        if key in values:
-            kw[key] = values[key]
-    for key in SWITCHES:
-        if key in values:
-            if values[key] not in ONOFF:
-                raise ValueError(f"{key}: {values[key]!r} is not one of {', '.join(ONOFF)}")
-            kw[key] = values[key] == "on"
-    scope = values.get("scope", default.scope)
-    if scope == "group":
-        k = values.get("group_size", DEFAULT_BLOCKS)
-        _check_int("group_size", k, 1)
-        scope = f"g{k}"
-    elif scope not in SCOPES:
-        raise ValueError(f"scope: {scope!r} is not one of {', '.join(KNOBS['scope'].names)}")
-    return DacnnConfig(**kw, scope=scope, **geometry)
-
-
-def to_knobs(cfg: DacnnConfig) -> dict[str, Any]:
-    """Every knob of `cfg` (the inverse of `from_knobs`); blocks past the last stage read 2."""
-    n = len(cfg.layout)
-    if n > KNOB_STAGES:
-        raise ValueError(f"{cfg.name}: {n} stages; the knobs describe at most {KNOB_STAGES}")
-    layout = cfg.layout + (DEFAULT_BLOCKS,) * (KNOB_STAGES - n)
-    k = cfg.share_group
-    return {
-        "body": cfg.body,
-        STAGES_KEY: n,
-        **dict(zip(BLOCK_KEYS, layout)),
-        "width": cfg.width,
-        "scope": "group" if k else cfg.scope,
-        "group_size": k or DEFAULT_BLOCKS,
-        "untied_stages": cfg.untied_stages,
-        "regulator": cfg.regulator,
-        **{key: ONOFF[getattr(cfg, key)] for key in SWITCHES},
-    }
-
-
 def _build(cfg: DacnnConfig):
     from lrunet.families._dacnn_net import DacnnNet
 
@@ -564,6 +407,16 @@ PRESETS = (
     "2.2.3.3.3-DACNN-vgg64d-u2-b-release",  # Mix_Net('VGG16_fix')
     "2.2.2.2-DACNN-res64d-tnone",  # untied control
     "1.1.1-DACNN-vgg16",  # a tiny one
+)
+
+# The counts and the knobs read the config above, so they are imported once it is defined.
+from lrunet.families._dacnn_counts import count  # noqa: E402
+from lrunet.families._dacnn_knobs import (  # noqa: E402
+    BLOCK_KEYS,
+    KNOBS,
+    STAGES_KEY,
+    from_knobs,
+    to_knobs,
 )
 
 FAMILY = register_family(
