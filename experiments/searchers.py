@@ -3,10 +3,11 @@
 * `SpaceSampler`: seeded random search over a `SearchSpec`; a finite space is walked without
   replacement (a shuffled grid), so `lru_paper` with `--num-samples 9` is exactly Table 2's grid.
 * `nsga2` / `tpe`: Ray's `OptunaSearch` with Optuna's NSGA-II or TPE sampler, multi-objective over
-  the space's objectives.
+  the space's objectives. A space mixing families is conditional: `DefineByRun` draws the family,
+  then that family's knobs (Optuna's define-by-run API).
 * `BudgetedSearcher` wraps any of them. A proposal over a budget (or an impossible architecture)
-  never trains: the inner searcher is told the trial failed (Optuna: state FAIL, no values), the
-  proposal is recorded as `infeasible`, and the next proposal is drawn. A trial the scheduler
+  never trains: the inner searcher is told (`tell_infeasible`), the proposal is recorded as
+  `infeasible`, and the next proposal is drawn. A trial the scheduler
   stopped before the full budget is reported to the inner searcher without values, which Ray's
   `OptunaSearch` tells Optuna as PRUNED, so its low-budget accuracy is never taken as final.
 """
@@ -23,6 +24,8 @@ from typing import Any
 
 from ray.tune.search import Searcher
 
+from lrunet.registry import FAMILY_KEY
+from search_spaces.distributions import Distribution, Fixed
 from search_spaces.spec import SearchSpec
 
 SEARCHERS = ("random", "nsga2", "tpe")
@@ -60,6 +63,35 @@ class SpaceSampler(Searcher):
         self.grid = state["grid"]
 
 
+class DefineByRun:
+    """Optuna's define-by-run space of a mixed-family `SearchSpec`: the family first, then only
+    that family's knobs, each family's under its own name (`dacnn.width` is not `lrunet.width`:
+    same knob name, another domain). A class, not a closure, so Ray's OptunaSearch can pickle it
+    into its checkpoint for `--resume`."""
+
+    def __init__(self, spec: SearchSpec) -> None:
+        self.spec = spec
+
+    def __call__(self, trial) -> None:
+        values = {k: _suggest(trial, k, d) for k, d in self.spec.searched.items()}
+        family = values.get(FAMILY_KEY, self.spec.fixed.get(FAMILY_KEY))
+        for k, d in self.spec.blocks.get(family, {}).items():
+            if not isinstance(d, Fixed):
+                _suggest(trial, self.spec.block_name(family, k), d)
+        return None
+
+
+def _suggest(trial, name: str, d: Distribution) -> Any:
+    import optuna.distributions as od
+
+    dist = d.to_optuna()
+    if isinstance(dist, od.CategoricalDistribution):
+        return trial.suggest_categorical(name, list(dist.choices))
+    if isinstance(dist, od.IntDistribution):
+        return trial.suggest_int(name, dist.low, dist.high, step=dist.step, log=dist.log)
+    return trial.suggest_float(name, dist.low, dist.high, step=dist.step, log=dist.log)
+
+
 def make_optuna(
     spec: SearchSpec,
     kind: str,
@@ -76,13 +108,14 @@ def make_optuna(
     if kind == "nsga2":
         sampler = optuna.samplers.NSGAIISampler(seed=seed, population_size=8)
     else:
-        sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True)
+        # group=True: TPE models each family's knobs among the trials that drew that family
+        sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True, group=bool(spec.blocks))
     metrics, modes = spec.metrics, spec.modes
     if len(metrics) == 1:
         metrics, modes = metrics[0], modes[0]
     storage = optuna.storages.RDBStorage(storage_url) if storage_url else None
     return OptunaSearch(
-        space=spec.to_optuna_distributions(),
+        space=DefineByRun(spec) if spec.blocks else spec.to_optuna_distributions(),
         metric=metrics,
         mode=modes,
         sampler=sampler,
@@ -119,13 +152,17 @@ class BudgetedSearcher(Searcher):
             config = self.inner.suggest(inner_id)
             if config is None or config == Searcher.FINISHED:
                 return config
-            flat = {**self.spec.fixed, **config}
+            flat = self.spec.complete(config)
             reason = self.spec.check_budget(flat)
             if reason is None:
                 self._inner_id[trial_id] = inner_id
-                return config
+                if not self.spec.blocks:
+                    return config
+                # a mixed space's suggestion names knobs `<family>.<knob>`: the trial gets plain
+                # names, of its own family only (the space's fixed knobs come from param_space)
+                return {k: v for k, v in flat.items() if k not in self.spec.fixed}
             self.infeasible += 1
-            self.inner.on_trial_complete(inner_id, result=None, error=True)
+            tell_infeasible(self.inner, inner_id)
             if self.on_infeasible is not None:
                 self.on_infeasible(flat, reason)
             # the inner searcher keys its state by trial id: the next proposal needs a fresh one
@@ -173,6 +210,25 @@ class BudgetedSearcher(Searcher):
             self.inner.restore(inner)
         self.infeasible, self._rejected = state["infeasible"], state["rejected"]
         self._inner_id = state["inner_id"]
+
+
+INFEASIBLE_CONSTRAINT = "budget"
+
+
+def tell_infeasible(inner: Searcher, trial_id: str) -> None:
+    """Tell the inner searcher that its proposal `trial_id` must not train.
+
+    Optuna hears a PRUNED trial with no values whose `budget` constraint is violated: its TPE
+    sampler then counts the proposal among its bad trials and learns to avoid the region. A
+    FAIL it would ignore altogether, and in a space where a whole family (or any categorical
+    value) is over budget TPE's liking for never-observed categories would propose it again and
+    again. Other searchers hear a failed trial."""
+    trials = getattr(inner, "_ot_trials", None)  # Ray's OptunaSearch: trial id -> Optuna trial
+    if trials is not None and trial_id in trials:
+        trials[trial_id].set_constraint(INFEASIBLE_CONSTRAINT, 1.0)
+        inner.on_trial_complete(trial_id, result=None, error=False)
+    else:
+        inner.on_trial_complete(trial_id, result=None, error=True)
 
 
 def build_searcher(

@@ -13,7 +13,7 @@ import itertools
 import math
 from typing import Any
 
-from lrunet.registry import Family, count
+from lrunet.registry import Family, count, get_family
 from search_spaces.distributions import Distribution
 from search_spaces.schema import Reader
 from search_spaces.spec import COST_METRICS, Budgets, CostRange
@@ -65,15 +65,19 @@ def _configs(
 
 
 def check_architectures(
-    r: Reader, knobs: dict[str, Distribution], geometry: dict[str, int], family: Family
+    r: Reader,
+    knobs: dict[str, Distribution],
+    geometry: dict[str, int],
+    family: Family,
+    section: str = "model",
 ) -> CostRange:
-    """Every listed value of a model knob must give at least one valid architecture; returns
-    the min and max of each count over the space."""
+    """Every listed value of a model knob of `family` (found under key path `section`) must give
+    at least one valid architecture; returns the min and max of each count over the space."""
     axes = _axes(family, knobs)
     total = math.prod(len(v) for v in axes.values())
     if total > MAX_ARCHITECTURES:
         r.fail(
-            "model",
+            section,
             f"{total:,} combinations of {' x '.join(axes)} are too many to check (limit "
             f"{MAX_ARCHITECTURES:,}); list values with choice instead of wide ranges",
         )
@@ -89,12 +93,12 @@ def check_architectures(
             continue
         valid.update(pairs)
     if not valid and axes:
-        r.fail("model", f"no valid architecture in the space: {next(iter(why.values()))}")
+        r.fail(section, f"no valid architecture in the space: {next(iter(why.values()))}")
     if not axes:
         try:
             family.from_knobs(_corner(family, knobs, "low"), **geometry)
         except ValueError as e:
-            r.fail("model", f"no valid architecture in the space: {e}")
+            r.fail(section, f"no valid architecture in the space: {e}")
     for key in axes:
         d = knobs[key]
         if d.kind not in ("fixed", "choice"):
@@ -104,7 +108,7 @@ def check_architectures(
         for i, v in enumerate(d.values()):
             if (key, v) in valid:
                 continue
-            path = f"model.{key}" + (f".{d.kind}[{i}]" if d.kind != "fixed" else "")
+            path = f"{section}.{key}" + (f".{d.kind}[{i}]" if d.kind != "fixed" else "")
             special = family.diagnose(key, v, axes) if family.diagnose else None
             if special:
                 r.fail(path, special)
@@ -123,14 +127,24 @@ def check_architectures(
     )
 
 
+def merge_costs(ranges: list[CostRange]) -> CostRange:
+    """The cost range of a space made of several families' ranges."""
+    return CostRange(
+        **{
+            m: (min(getattr(c, m)[0] for c in ranges), max(getattr(c, m)[1] for c in ranges))
+            for m in COST_METRICS
+        }
+    )
+
+
 def check_budgets(
     r: Reader,
     raw: Any,
-    knobs: dict[str, Distribution],
+    per_family: dict[str, dict[str, Distribution]],
     geometry: dict[str, int],
-    family: Family,
 ) -> Budgets:
-    """The `budgets:` section, failing when no architecture of the space can meet it."""
+    """The `budgets:` section, failing when no architecture of the space (of any of its
+    families, each with its own knobs: family name -> knobs) can meet it."""
     m = r.mapping("budgets", raw, ("max_params", "max_mflops"), "{max_params: 250000}")
     v: dict[str, Any] = {}
     for key in ("max_params", "max_mflops"):
@@ -145,7 +159,12 @@ def check_budgets(
     # config of each combination of the other knobs is its low corner: the budgets are reachable
     # iff one of those corners meets them.
     smallest = None
-    for cfg in _configs(family, knobs, geometry, corner="low"):
+    corners = [
+        cfg
+        for name, knobs in per_family.items()
+        for cfg in _configs(get_family(name), knobs, geometry, corner="low")
+    ]
+    for cfg in corners:
         c = count(cfg)
         if (b.max_params is None or c.params <= b.max_params) and (
             b.max_mflops is None or c.mflops <= b.max_mflops

@@ -19,22 +19,23 @@ from typing import Any
 from lrunet.datasets import GEOMETRY_KEYS
 from lrunet.metrics import MFLOPS, OBJECTIVES, PARAMS, VAL_ACC, VAL_LOSS
 from lrunet.recipe import Recipe
-from lrunet.registry import DEFAULT_FAMILY, FAMILY_KEY, Family, get_family, list_families
-from search_spaces.architectures import check_architectures, check_budgets
-from search_spaces.distributions import Distribution, Fixed
+from lrunet.registry import FAMILY_KEY, get_family, list_families
+from search_spaces.architectures import check_architectures, check_budgets, merge_costs
+from search_spaces.distributions import Choice, Distribution, Fixed
+from search_spaces.model_section import read_model
 from search_spaces.schema import (
     DATASET_GEOMETRY,
     DATASET_TRAIN_IMAGES,
     DATASETS,
+    RECIPE_KNOBS,
     TOP_LEVEL_KEYS,
     Reader,
     SpaceError,
     did_you_mean,
-    knobs_for,
-    section_keys,
 )
 from search_spaces.spec import (
     COST_METRICS,
+    MIXED,
     Budgets,
     CostRange,
     Objective,
@@ -109,13 +110,12 @@ def load_space(name_or_path: str, overrides: dict[str, Any] | None = None) -> Se
         )
     if overrides:
         data = _merge(data, overrides)
-    family = _family(r, data.get("model"))
-    all_knobs = knobs_for(family.name)
     for key in data:
         if key not in TOP_LEVEL_KEYS:
-            if key in all_knobs:
-                section = all_knobs[key].section
-                r.fail(str(key), f"{key} is a {section} knob; put it under `{section}:`")
+            if key in RECIPE_KNOBS:
+                r.fail(str(key), f"{key} is a recipe knob; put it under `recipe:`")
+            if key == FAMILY_KEY or any(key in get_family(f).knobs for f in list_families()):
+                r.fail(str(key), f"{key} is a model knob; put it under `model:`")
             r.fail(
                 str(key),
                 f"unknown section{did_you_mean(key, TOP_LEVEL_KEYS)}; allowed: "
@@ -125,14 +125,31 @@ def load_space(name_or_path: str, overrides: dict[str, Any] | None = None) -> Se
     if not isinstance(description, str):
         r.fail("description", f"expected text, got {description!r}")
     dataset, geometry = _dataset(r, data.get("dataset"))
-    knobs = _knobs(r, data, family)
-    training = _training(r, data.get("training"), knobs, dataset)
-    if "epochs" not in knobs:  # the LR schedule spans the whole epoch budget
-        knobs["epochs"] = Fixed(training.max_epochs)
-    knobs[FAMILY_KEY] = Fixed(family.name)  # every trial config names its family
-    knobs = {k: knobs[k] for k in all_knobs if k in knobs}
-    costs = check_architectures(r, knobs, geometry, family)
-    budgets = check_budgets(r, data.get("budgets"), knobs, geometry, family)
+    families, model, blocks = read_model(r, data.get("model"))
+    recipe = _recipe(r, data.get("recipe"))
+    training = _training(r, data.get("training"), recipe, dataset)
+    if "epochs" not in recipe:  # the LR schedule spans the whole epoch budget
+        recipe["epochs"] = Fixed(training.max_epochs)
+    names = tuple(f.name for f in families)
+    # every trial config names its family: fixed, or drawn before the family's own knobs
+    family_knob = Choice(names) if blocks else Fixed(names[0])
+    knobs = {
+        FAMILY_KEY: family_knob,
+        **model,
+        **{k: recipe[k] for k in RECIPE_KNOBS if k in recipe},
+    }
+    per_family = blocks or {names[0]: model}
+    costs = merge_costs(
+        [
+            check_architectures(
+                r, per_family[f.name], geometry, f, f"model.{f.name}" if blocks else "model"
+            )
+            for f in families
+        ]
+    )
+    budgets = check_budgets(
+        r, data.get("budgets"), per_family, geometry
+    )
     objectives = _objectives(r, data.get("objectives"))
     reference = _reference_point(
         r, data.get("reference_point"), objectives, geometry, costs, budgets
@@ -149,7 +166,8 @@ def load_space(name_or_path: str, overrides: dict[str, Any] | None = None) -> Se
         budgets=budgets,
         training=training,
         costs=costs,
-        family=family.name,
+        family=names[0] if not blocks else MIXED,
+        blocks=blocks,
     )
 
 
@@ -192,67 +210,24 @@ def _dataset(r: Reader, raw: Any) -> tuple[str, dict[str, int]]:
     return name, geometry
 
 
-def _family(r: Reader, model: Any) -> Family:
-    """The architecture family a space names (`model.family`, default lrunet)."""
-    if not isinstance(model, dict) or FAMILY_KEY not in model:
-        return get_family(DEFAULT_FAMILY)
-    raw = model[FAMILY_KEY]
-    path = f"model.{FAMILY_KEY}"
-    families = list_families()
-    if isinstance(raw, (dict, list)):
-        r.fail(
-            path,
-            "a space searches one architecture family; mixing families in one search is not "
-            f"supported yet, so write one of {', '.join(families)}, e.g. `family: {families[0]}`",
-        )
-    if not isinstance(raw, str) or raw.lower() not in families:
-        r.fail(
-            path,
-            f"unknown architecture family {raw!r}{did_you_mean(raw, families)}; registered "
-            f"families: {', '.join(families)}",
-        )
-    return get_family(raw.lower())
-
-
-def _knobs(r: Reader, data: dict[str, Any], family: Family) -> dict[str, Distribution]:
+def _recipe(r: Reader, raw: Any) -> dict[str, Distribution]:
+    """The `recipe:` section's knobs."""
+    if raw is None:
+        return {}
+    keys = list(RECIPE_KNOBS)
+    if not isinstance(raw, dict):
+        r.fail("recipe", f"expected a mapping of knobs such as `{keys[0]}: ...`, got {raw!r}")
     knobs: dict[str, Distribution] = {}
-    table = knobs_for(family.name)
-    for section, keys in section_keys(family.name).items():
-        raw = data.get(section)
-        if raw is None:
-            continue
-        if not isinstance(raw, dict):
-            r.fail(section, f"expected a mapping of knobs such as `{keys[0]}: ...`, got {raw!r}")
-        for key, value in raw.items():
-            path = f"{section}.{key}"
-            if key == FAMILY_KEY:
-                continue  # read by _family
-            if key not in keys:
-                if key in table:
-                    r.fail(
-                        path,
-                        f"{key} is a {table[key].section} knob; move it under "
-                        f"`{table[key].section}:`",
-                    )
-                owners = [f for f in list_families() if key in get_family(f).knobs]
-                hint = (
-                    f" ({key} is a knob of {', '.join(owners)}, not of {family.name})"
-                    if owners and section == "model"
-                    else ""
-                )
-                r.fail(
-                    path,
-                    f"unknown {section} knob{did_you_mean(key, keys)}{hint}; allowed: "
-                    f"{', '.join(keys)}",
-                )
-            knobs[key] = r.knob(path, table[key], value)
-    stages = [f"reuse_{s}" for s in range(1, 5)]
-    if "reuse" in knobs and all(k in knobs for k in stages):
-        r.fail(
-            "model.reuse",
-            "has no effect because reuse_1 .. reuse_4 are all given (a "
-            "per-stage key wins); remove reuse or one of the per-stage keys",
-        )
+    for key, value in raw.items():
+        path = f"recipe.{key}"
+        if key not in RECIPE_KNOBS:
+            if key == FAMILY_KEY or any(key in get_family(f).knobs for f in list_families()):
+                r.fail(path, f"{key} is a model knob; move it under `model:`")
+            r.fail(
+                path,
+                f"unknown recipe knob{did_you_mean(key, keys)}; allowed: {', '.join(keys)}",
+            )
+        knobs[key] = r.knob(path, RECIPE_KNOBS[key], value)
     return knobs
 
 

@@ -19,10 +19,11 @@ from typing import Any
 from lrunet.counting import Counts
 from lrunet.metrics import MFLOPS, PARAMS
 from lrunet.recipe import split_trial_config
-from lrunet.registry import DEFAULT_FAMILY, count
+from lrunet.registry import DEFAULT_FAMILY, FAMILY_KEY, count
 from search_spaces.distributions import Distribution, Fixed
 
 COST_METRICS = ("params", "conv_params", "macs", "mflops")
+MIXED = "mixed"  # SearchSpec.family of a space whose trials draw their family
 
 
 @dataclass(frozen=True)
@@ -84,9 +85,16 @@ class SearchSpec:
     budgets: Budgets
     training: Training
     costs: CostRange = field(compare=False)
-    family: str = DEFAULT_FAMILY  # the architecture family (lrunet.registry) every trial is of
+    family: str = DEFAULT_FAMILY  # the architecture family (lrunet.registry) of every trial,
+    # or MIXED: `knobs["family"]` is then a choice and `blocks` holds each family's own knobs
+    blocks: dict[str, dict[str, Distribution]] = field(default_factory=dict)
 
     # --- shape of the space -------------------------------------------------------------------
+
+    @property
+    def families(self) -> tuple[str, ...]:
+        """The architecture families trials are drawn from (one unless the space is mixed)."""
+        return tuple(self.blocks) if self.blocks else (self.family,)
 
     @property
     def metrics(self) -> list[str]:
@@ -105,32 +113,76 @@ class SearchSpec:
     def searched(self) -> dict[str, Distribution]:
         return {k: d for k, d in self.knobs.items() if not isinstance(d, Fixed)}
 
+    def _all(self) -> list[tuple[str, Distribution]]:
+        return [*self.knobs.items(), *((k, d) for b in self.blocks.values() for k, d in b.items())]
+
     @property
     def is_grid(self) -> bool:
         """True when every knob takes finitely many values (choice, randint, quniform, fixed)."""
-        return all(d.is_finite for d in self.knobs.values())
+        return all(d.is_finite for _, d in self._all())
 
     @property
     def num_configs(self) -> int | None:
         """Number of distinct flat configs, or None for a continuous space."""
-        return math.prod(d.size for d in self.knobs.values()) if self.is_grid else None
+        if not self.is_grid:
+            return None
+        if not self.blocks:
+            return math.prod(d.size for d in self.knobs.values())
+        shared = math.prod(d.size for k, d in self.knobs.items() if k != FAMILY_KEY)
+        return shared * sum(math.prod(d.size for d in b.values()) for b in self.blocks.values())
 
     def grid(self) -> Iterator[dict[str, Any]]:
-        """Every flat config of a finite space, in a fixed order."""
+        """Every flat config of a finite space, in a fixed order (family by family)."""
         if not self.is_grid:
-            continuous = [k for k, d in self.knobs.items() if not d.is_finite]
+            continuous = [k for k, d in self._all() if not d.is_finite]
             raise ValueError(
                 f"{self.name}: not a finite space, {', '.join(continuous)} "
                 "are continuous; use choice/randint/quniform to enumerate it"
             )
-        keys = list(self.knobs)
-        for values in itertools.product(*(self.knobs[k].values() for k in keys)):
-            yield dict(zip(keys, values))
+        for family in self.families:
+            knobs = dict(self.knobs)
+            if self.blocks:
+                knobs[FAMILY_KEY] = Fixed(family)
+                knobs.update(self.blocks[family])
+            keys = list(knobs)
+            for values in itertools.product(*(knobs[k].values() for k in keys)):
+                yield dict(zip(keys, values))
+            if not self.blocks:
+                return
 
     def sample(self, rng: random.Random | int | None = None) -> dict[str, Any]:
-        """One flat trial config (budgets NOT applied: see `check_budget`)."""
+        """One flat trial config (budgets NOT applied: see `check_budget`). In a mixed space the
+        family is drawn first, then that family's knobs only."""
         r = _rng(rng)
-        return {k: d.sample(r) for k, d in self.knobs.items()}
+        flat = {k: d.sample(r) for k, d in self.knobs.items()}
+        if self.blocks:
+            flat.update({k: d.sample(r) for k, d in self.blocks[flat[FAMILY_KEY]].items()})
+        return flat
+
+    def complete(self, suggestion: Mapping[str, Any]) -> dict[str, Any]:
+        """The flat trial config of a searcher's suggestion: the fixed knobs added and, in a mixed
+        space, the drawn family's knobs (suggested as `<family>.<knob>`, or plain) and its fixed
+        block values; knobs of the other families are dropped."""
+        flat = {**self.fixed, **suggestion}
+        if not self.blocks:
+            return flat
+        family = flat[FAMILY_KEY]
+        out = {k: v for k, v in flat.items() if "." not in k and k in self.knobs}
+        for k, d in self.blocks[family].items():
+            if isinstance(d, Fixed):
+                out[k] = d.value
+        prefix = f"{family}."
+        for k, v in flat.items():
+            if k.startswith(prefix):
+                out[k[len(prefix) :]] = v
+            elif k in self.blocks[family]:
+                out[k] = v
+        return out
+
+    def block_name(self, family: str, knob: str) -> str:
+        """The searcher's name of a mixed space's family knob (`dacnn.width`): families' knobs of
+        the same name have different domains, so each gets its own dimension."""
+        return f"{family}.{knob}"
 
     def sample_feasible(
         self, rng: random.Random | int | None = None, max_tries: int = 1000
@@ -156,6 +208,12 @@ class SearchSpec:
         """
         from ray import tune
 
+        if self.blocks:
+            raise ValueError(
+                f"{self.name}: a space mixing families is conditional (each family has its own "
+                "knobs); its searchers draw the family first (experiments.searchers), there is "
+                "no flat Ray Tune param_space"
+            )
         space: dict[str, Any] = {}
         for k, d in self.knobs.items():
             if grid and d.is_finite and not isinstance(d, Fixed):
@@ -165,7 +223,13 @@ class SearchSpec:
         return space
 
     def to_optuna_distributions(self) -> dict[str, Any]:
-        """Optuna distributions of the searched knobs; the fixed ones are in `self.fixed`."""
+        """Optuna distributions of the searched knobs; the fixed ones are in `self.fixed`. A
+        mixed space's are conditional: `experiments.searchers.DefineByRun` draws them."""
+        if self.blocks:
+            raise ValueError(
+                f"{self.name}: a space mixing families is conditional; use a define-by-run "
+                "space (experiments.searchers.DefineByRun)"
+            )
         return {k: d.to_optuna() for k, d in self.searched.items()}
 
     # --- budgets ------------------------------------------------------------------------------
@@ -207,7 +271,8 @@ class SearchSpec:
         lines = [
             f"{self.name}: {self.description}" if self.description else self.name,
             f"  file          {self.path}",
-            f"  family        {self.family}",
+            f"  family        {self.family}"
+            + (f": {', '.join(self.families)}" if self.blocks else ""),
             f"  dataset       {self.dataset} ({g['num_classes']} classes, "
             f"{g['in_channels']}x{g['input_size']}x{g['input_size']} counted)",
             f"  dimensions    {len(self.searched)} searched, {len(self.fixed)} fixed",
@@ -228,10 +293,15 @@ class SearchSpec:
             f"reduction_factor {t.reduction_factor:g}, num_samples {t.num_samples}, "
             f"subset {'all' if t.subset is None else f'{t.subset:,}'}",
         ]
-        width = max(len(k) for k in self.knobs)
+        width = max(len(k) for k, _ in self._all())
         if self.searched:
             lines.append("  searched:")
             lines += [f"    {k:<{width}}  {d.describe()}" for k, d in self.searched.items()]
+        for family, block in self.blocks.items():
+            lines.append(f"  {family} (when drawn):")
+            lines += [f"    {k:<{width}}  {d.describe()}" for k, d in block.items()]
+            if not block:
+                lines.append(f"    {'(defaults)':<{width}}  every knob at the family's default")
         lines.append("  fixed:")
         lines += [
             f"    {k:<{width}}  {d.describe()}"
