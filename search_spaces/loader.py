@@ -147,9 +147,7 @@ def load_space(name_or_path: str, overrides: dict[str, Any] | None = None) -> Se
             for f in families
         ]
     )
-    budgets = check_budgets(
-        r, data.get("budgets"), per_family, geometry
-    )
+    budgets = check_budgets(r, data.get("budgets"), per_family, geometry)
     objectives = _objectives(r, data.get("objectives"))
     reference = _reference_point(
         r, data.get("reference_point"), objectives, geometry, costs, budgets
