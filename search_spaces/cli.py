@@ -59,7 +59,7 @@ def table(specs: list[SearchSpec]) -> str:
             (
                 s.name,
                 s.dataset,
-                str(len(s.searched)),
+                str(s.dimensions),
                 "continuous" if s.num_configs is None else f"{s.num_configs:,}",
                 f"{_short(c.params[0])}-{_short(c.params[1])}",
                 f"{c.mflops[0]:.3g}-{c.mflops[1]:.4g}",

@@ -113,6 +113,12 @@ class SearchSpec:
     def searched(self) -> dict[str, Distribution]:
         return {k: d for k, d in self.knobs.items() if not isinstance(d, Fixed)}
 
+    @property
+    def dimensions(self) -> int:
+        """Searched knobs, each family's own counted too in a mixed space."""
+        own = sum(not isinstance(d, Fixed) for b in self.blocks.values() for d in b.values())
+        return len(self.searched) + own
+
     def _all(self) -> list[tuple[str, Distribution]]:
         return [*self.knobs.items(), *((k, d) for b in self.blocks.values() for k, d in b.items())]
 
@@ -275,7 +281,7 @@ class SearchSpec:
             + (f": {', '.join(self.families)}" if self.blocks else ""),
             f"  dataset       {self.dataset} ({g['num_classes']} classes, "
             f"{g['in_channels']}x{g['input_size']}x{g['input_size']} counted)",
-            f"  dimensions    {len(self.searched)} searched, {len(self.fixed)} fixed",
+            f"  dimensions    {self.dimensions} searched, {len(self.fixed)} fixed",
             f"  configs       {configs}",
             f"  params        {c.params[0]:,} .. {c.params[1]:,}"
             + (f"   budget {b.max_params:,}" if b.max_params is not None else ""),

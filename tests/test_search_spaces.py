@@ -21,7 +21,17 @@ from search_spaces.distributions import Choice, LogUniform, QUniform, RandInt
 
 REPO = Path(__file__).resolve().parents[1]
 BAD = sorted((REPO / "tests" / "bad_spaces").glob("*.yaml"))
-SHIPPED = ("dacnn_smoke", "lru_full", "lru_paper", "lru_smoke")
+SHIPPED = (
+    "dacnn_smoke",
+    "lru_full",
+    "lru_paper",
+    "lru_smoke",
+    "sharing_full",
+    "sharing_smoke",
+    "table7",
+    "table7_cifar100",
+    "table7_fashionmnist",
+)
 
 
 def expectations(path: Path) -> list[str]:
@@ -47,7 +57,7 @@ def test_shipped_spaces_listed_and_load():
     for name in list_spaces():
         spec = load_space(name)
         assert spec.name == name and spec.description
-        assert set(spec.knobs) <= set(trial_keys(spec.family))
+        assert set(spec.knobs) <= {k for f in spec.families for k in trial_keys(f)}
         assert spec.costs.params[0] <= spec.costs.params[1]
 
 
@@ -64,7 +74,7 @@ def test_1000_samples_are_valid_and_budgets_enforced(name):
     feasible = infeasible = 0
     for _ in range(1000):
         flat = spec.sample(rng)
-        assert set(flat) <= set(trial_keys(spec.family))
+        assert set(flat) <= set(trial_keys(flat["family"]))
         cfg, recipe = split_trial_config(flat, **spec.geometry)  # raises if invalid
         c = family_count(cfg)
         assert spec.costs.params[0] <= c.params <= spec.costs.params[1]
@@ -97,6 +107,32 @@ def test_sampled_models_build_and_match_counts(name):
         cfg, _ = split_trial_config(flat, **spec.geometry)
         model = build_model(cfg)
         assert sum(p.numel() for p in model.parameters()) == spec.counts(flat).params
+
+
+@pytest.mark.parametrize(
+    "name,dataset",
+    [
+        ("table7", "cifar10"),
+        ("table7_cifar100", "cifar100"),
+        ("table7_fashionmnist", "fashionmnist"),
+    ],
+)
+def test_table7_spaces_are_the_papers_grid(name, dataset):
+    from lrunet.registry import count as counts
+
+    spec = load_space(name)
+    assert spec.dataset == dataset and spec.is_grid and spec.num_configs == 5
+    names = {}
+    for flat in spec.grid():
+        cfg, _ = split_trial_config(flat, **spec.geometry)
+        names[cfg.name] = counts(cfg).params
+    rows = {  # LRUNET_SPEC.md, Table 7
+        "cifar10": [228_565, 211_082, 215_642, 249_122, 206_282],
+        "cifar100": [559_633, 568_408, 567_217, 603_248, 663_716],
+        "fashionmnist": [228_349, 210_650, 215_498, 248_978, 182_090],
+    }
+    assert sorted(names.values()) == sorted(rows[dataset]), names
+    assert spec.training.grace_epochs == spec.training.max_epochs == 300
 
 
 def test_paper_grid_matches_table_2():
