@@ -40,6 +40,41 @@ training:
   num_samples: 6
 """
 
+# Three families in one search (a family choice with one knob block each), small enough to train
+# in seconds on digits.
+MIXED_SPACE = """\
+description: a tiny search across three families on digits, for tests
+dataset: digits
+model:
+  family: {choice: [lrunet, dacnn, mobilenetv2]}
+  lrunet:
+    reuse_1: {randint: [1, 2]}
+    reuse_2: 1
+    reuse_3: 1
+    reuse_4: {randint: [1, 2]}
+    width: {choice: [0.125, 0.25]}
+    groups: 2
+    share_k: {choice: [0, 1]}
+  dacnn:
+    body: vgg
+    stages: 2
+    blocks_1: 1
+    blocks_2: {randint: [1, 2]}
+    width: {choice: [8, 12]}
+    scope: {choice: [width, none]}
+  mobilenetv2:
+    width: {choice: [0.125, 0.25]}
+recipe:
+  lr: {loguniform: [0.02, 0.2]}
+  batch_size: 64
+  schedule: cosine
+training:
+  max_epochs: 2
+  grace_epochs: 1
+  reduction_factor: 2
+  num_samples: 6
+"""
+
 
 @pytest.fixture(autouse=True)
 def _no_leaked_tracking_uri():

@@ -19,7 +19,7 @@ from experiments import tracking
 from experiments.searchers import SEARCHERS, build_searcher
 from lrunet.recipe import split_trial_config, trial_keys
 from search_spaces import load_space
-from tests.conftest import write_space
+from tests.conftest import MIXED_SPACE, write_space
 from tests.test_fault_tolerance import (
     LAUNCH,
     cli_env,
@@ -31,39 +31,6 @@ from tests.test_fault_tolerance import (
 )
 
 _ray_tmp_fixture = pytest.fixture(ray_tmp_dir, name="ray_tmp")
-
-MIXED_SPACE = """\
-description: a tiny search across three families on digits, for tests
-dataset: digits
-model:
-  family: {choice: [lrunet, dacnn, mobilenetv2]}
-  lrunet:
-    reuse_1: {randint: [1, 2]}
-    reuse_2: 1
-    reuse_3: 1
-    reuse_4: {randint: [1, 2]}
-    width: {choice: [0.125, 0.25]}
-    groups: 2
-    share_k: {choice: [0, 1]}
-  dacnn:
-    body: vgg
-    stages: 2
-    blocks_1: 1
-    blocks_2: {randint: [1, 2]}
-    width: {choice: [8, 12]}
-    scope: {choice: [width, none]}
-  mobilenetv2:
-    width: {choice: [0.125, 0.25]}
-recipe:
-  lr: {loguniform: [0.02, 0.2]}
-  batch_size: 64
-  schedule: cosine
-training:
-  max_epochs: 2
-  grace_epochs: 1
-  reduction_factor: 2
-  num_samples: 6
-"""
 
 
 @pytest.fixture

@@ -6,7 +6,9 @@ What a user sees is checked from the live DOM, not from MLflow's Python API:
   every trial run indented under it (and the parent run's page lists them as child runs);
 - the parent run's artifacts page lists `pareto.png` and the image loads at the logged size;
 - the runs the UI shows for the search filter `tags.pareto = 'true'` (the `searchFilter` URL
-  parameter the search box writes) are exactly the front, by run id, and no other trial shows.
+  parameter the search box writes) are exactly the front, by run id, and no other trial shows;
+- the search mixes families: the filter `tags.family = '<family>'` shows exactly that family's
+  trials.
 The REST API (`MlflowClient.search_runs`) is asked the same filter, so the UI and the store must
 agree. The browser is driven over the DevTools protocol by `tests.chromium` (standard library
 only); a failed page check saves a screenshot beside the test's temporary files.
@@ -29,11 +31,11 @@ from experiments.search import SearchOptions, run_search
 from lrunet import metrics as M
 from tests import mlflow_server as servers
 from tests.chromium import Browser, BrowserError, find_chromium
-from tests.conftest import write_space
+from tests.conftest import MIXED_SPACE, write_space
 
 CHROMIUM = find_chromium()
 PARETO_FILTER = "tags.pareto = 'true'"
-NUM_TRIALS = 4
+NUM_TRIALS = 6
 
 pytestmark = [
     pytest.mark.slow,
@@ -57,11 +59,11 @@ def mlflow_server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def searched(mlflow_server, tmp_path_factory, ray_local):
-    """Four trials on digits (ASHA, two at a time) tracked in the server."""
+    """Six trials of three families on digits (ASHA, two at a time) tracked in the server."""
     d = tmp_path_factory.mktemp("ui_search")
     result = run_search(
         SearchOptions(
-            space=str(write_space(d)),
+            space=str(write_space(d, MIXED_SPACE, name="mixed.yaml")),
             tracking_uri=mlflow_server,
             storage_path=str(d / "ray"),
             experiment_name="ui-e2e",
@@ -291,3 +293,27 @@ def test_ui_shows_nested_trials_pareto_plot_and_front(searched, tmp_path):
         pages.wait(b, f"({links}).length > 1", "pareto-filter-nested")
         shown = {rid for rid, _, _ in _settled(b, links)}
         assert shown == {parent_id, *front}, f"nested filter shows {shown}"
+
+    # 5. a search across families: `tags.family = '<family>'` shows exactly that family's trials
+    by_family: dict[str, set[str]] = {}
+    for rid, r in trials.items():
+        by_family.setdefault(r.data.tags["family"], set()).add(rid)
+    assert len(by_family) >= 2, f"the mixed search drew one family only: {by_family}"
+    family, members = min(by_family.items(), key=lambda kv: (len(kv[1]), kv[0]))
+    family_filter = f"tags.family = '{family}'"
+    rest = {r.info.run_id for r in client.search_runs([exp_id], family_filter)}
+    assert rest == members, f"REST {family_filter} gives {rest}, the trials are {members}"
+    query = _query(
+        searchFilter=family_filter, orderByKey=f"metrics.`{M.VAL_ACC}`", orderByAsc="false"
+    )
+    with Browser(CHROMIUM) as b:
+        pages.open(
+            b,
+            f"/experiments/{exp_id}/runs?{query}",
+            f"/matching runs?/.test(document.body.innerText) && ({links}).length > 0",
+            "family-filter",
+        )
+        shown = {rid for rid, _, _ in _settled(b, links)}
+        pages.shot(b, "family-filter")
+        assert shown == members, f"UI {family_filter} shows {sorted(shown)}, not {members}"
+        assert re.search(rf"\b{len(members)} matching runs?\b", b.text())
