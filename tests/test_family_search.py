@@ -148,6 +148,11 @@ def test_train_cli_then_export_of_a_family(arch, tmp_path):
         "--batch-size", "128", "--out", str(ckpt), "--test", cwd=tmp_path,
     )  # fmt: skip
     assert f"{arch} on fashionmnist" in proc.stdout and "test acc" in proc.stdout
+    # not a terminal: no per-batch bar, one line per epoch
+    assert "\r" not in proc.stdout + proc.stderr
+    assert [line for line in proc.stdout.splitlines() if line.startswith("epoch ")] == [
+        next(line for line in proc.stdout.splitlines() if line.startswith("epoch 1/1"))
+    ]
     model, state = load_model(ckpt)
     assert model.cfg.name == arch and state["epoch"] == 1
     data = load_dataset("fashionmnist")

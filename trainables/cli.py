@@ -1,7 +1,8 @@
 """`python launch.py train ARCH --dataset D --epochs E`: train one architecture, no Ray.
 
-What the reference's main.py did, headless: a progress bar per epoch, validation accuracy and
-images/s printed after every epoch, and a checkpoint at the end (default
+What the reference's main.py did, headless: a progress bar per epoch on a terminal (none in a
+log file), validation accuracy and images/s printed after every epoch, and a checkpoint at the
+end (default
 `checkpoints/<canonical-name>-<dataset>.pt`, loadable with `trainables.checkpoint.load_model`).
 Unlike main.py it selects nothing on the test set: `--test` only reports the final model's test
 accuracy.
@@ -10,6 +11,7 @@ accuracy.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from lrunet.recipe import SCHEDULES, Recipe
@@ -112,23 +114,29 @@ def run(args: argparse.Namespace) -> int:
         f"{len(trainer.val_x):,} val images; {trainer.setup.describe()}",
         flush=True,
     )
+    # a per-batch bar only where someone watches it: in a log file (no TTY) its carriage
+    # returns pile up, and the one line per epoch below says what matters
+    interactive = sys.stderr.isatty()
     while trainer.epoch < recipe.epochs:
-        bar = tqdm(
-            total=trainer.steps_per_epoch,
-            desc=f"epoch {trainer.epoch + 1}/{recipe.epochs}",
-            unit="batch",
-            leave=False,
-            dynamic_ncols=True,
-        )
+        bar = None
+        if interactive:
+            bar = tqdm(
+                total=trainer.steps_per_epoch,
+                desc=f"epoch {trainer.epoch + 1}/{recipe.epochs}",
+                unit="batch",
+                leave=False,
+                dynamic_ncols=True,
+            )
 
         def on_batch(b: int, n: int, loss: float, acc: float, bar=bar) -> None:
             bar.update(b - bar.n)
             bar.set_postfix(loss=f"{loss:.3f}", acc=f"{acc:.1f}%")
 
         try:
-            m = trainer.train_epoch(on_batch)
+            m = trainer.train_epoch(on_batch if bar is not None else None)
         finally:
-            bar.close()
+            if bar is not None:
+                bar.close()
         val = f"val acc {m[M.VAL_ACC]:.2f}% loss {m[M.VAL_LOSS]:.4f}  " if M.VAL_ACC in m else ""
         print(
             f"epoch {m[M.EPOCH]}/{recipe.epochs}  train loss {m[M.TRAIN_LOSS]:.4f} "
