@@ -3,7 +3,7 @@
 
     python launch.py --space lru_full [options]      run a search (see `python launch.py --help`)
     python launch.py COMMAND ...                      describe, train, spaces, check-space, pareto,
-                                                      export, import-reference
+                                                      export, ui, import-reference
 
 Errors a user can cause (a typo in a YAML file, an impossible architecture, a missing dataset, an
 unreachable tracking server) print one line and exit with code 2, before any compute is spent.
@@ -28,6 +28,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("trainables.cli", "train one architecture without Ray"),
     "pareto": ("experiments.cli_pareto", "recompute and print an experiment's Pareto front"),
     "export": ("experiments.cli_export", "export winners as standalone TorchScript/ONNX models"),
+    "ui": (
+        "experiments.cli_ui",
+        "start the MLflow UI on a store, print the newest front's URL",
+    ),
 }
 
 USER_ERRORS = (
