@@ -10,39 +10,39 @@ What a user sees is checked from the live DOM, not from MLflow's Python API:
 - the search mixes families: the filter `tags.family = '<family>'` shows exactly that family's
   trials.
 The REST API (`MlflowClient.search_runs`) is asked the same filter, so the UI and the store must
-agree. The browser is driven over the DevTools protocol by `tests.chromium` (standard library
-only); a failed page check saves a screenshot beside the test's temporary files.
+agree. The browser is the system Chromium driven by Playwright (`tests.browser`, no browser
+download); each check gets a fresh page, and a failed check saves a screenshot beside the test's
+temporary files.
 """
 
 from __future__ import annotations
 
 import re
 import struct
-import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from experiments import tracking
 from experiments.search import SearchOptions, run_search
 from lrunet import metrics as M
+from tests import browser as web
 from tests import mlflow_server as servers
-from tests.chromium import Browser, BrowserError, find_chromium
 from tests.conftest import MIXED_SPACE, write_space
 
-CHROMIUM = find_chromium()
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
+
+SKIP_REASON = web.skip_reason()
 PARETO_FILTER = "tags.pareto = 'true'"
 NUM_TRIALS = 6
 
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.timeout(600),
-    pytest.mark.skipif(
-        CHROMIUM is None, reason="no Chromium browser (CI installs Debian's 'chromium')"
-    ),
+    pytest.mark.skipif(SKIP_REASON is not None, reason=SKIP_REASON or ""),
 ]
 
 
@@ -78,6 +78,14 @@ def searched(mlflow_server, tmp_path_factory, ray_local):
     return result, tracking.client_for(mlflow_server)
 
 
+@pytest.fixture(scope="module")
+def browser():
+    """The system Chromium, headless, driven by Playwright; one per module, a fresh context and
+    page per check."""
+    with web.launch() as b:
+        yield b
+
+
 # -- page helpers --------------------------------------------------------------------------------
 
 
@@ -90,65 +98,14 @@ def _run_links_js(exp_id: str) -> str:
         .map(([m, a]) => [m[1], a.innerText.trim(), a.getBoundingClientRect().left])"""
 
 
-def _settled(b: Browser, expression: str, timeout: float = 30.0) -> object:
-    """The value of `expression` once it is non-empty and the same over three polls."""
-    deadline = time.monotonic() + timeout
-    seen: list[object] = []
-    while time.monotonic() < deadline:
-        value = b.evaluate(expression)
-        seen = [*seen[-2:], value]
-        if value and len(seen) == 3 and seen[0] == seen[1] == seen[2]:
-            return value
-        time.sleep(0.7)
-    raise BrowserError(f"the page never settled on a value of {expression[:100]!r}")
-
-
-class Pages:
-    """Loads UI pages with retries (each attempt waits longer) and screenshots failures."""
-
-    def __init__(self, base: str, shots: Path) -> None:
-        self.base, self.shots = base, shots
-
-    def open(self, b: Browser, route: str, ready: str, name: str, attempts: int = 3) -> None:
-        last: Exception | None = None
-        for attempt in range(1, attempts + 1):
-            try:
-                b.goto(f"{self.base}/#{route}")
-                b.wait_for(ready, timeout=30.0 * attempt)
-                return
-            except BrowserError as e:
-                last = e
-        shot = b.screenshot(self.shots / f"{name}.png")
-        raise AssertionError(
-            f"{name}: {route} never showed {ready!r} ({last}); screenshot {shot}; page text:\n"
-            f"{b.text()[:1500]}"
-        )
-
-    def wait(self, b: Browser, ready: str, name: str, timeout: float = 30.0) -> None:
-        """Wait for `ready` on the current page; fail with a screenshot if it never holds."""
-        try:
-            b.wait_for(ready, timeout=timeout)
-        except BrowserError as e:
-            shot = b.screenshot(self.shots / f"{name}.png")
-            raise AssertionError(f"{name}: {e}; screenshot {shot}") from None
-
-    def shot(self, b: Browser, name: str) -> Path:
-        return b.screenshot(self.shots / f"{name}.png")
-
-
-def _expand(b: Browser, run_id: str) -> bool:
+def _expand(page: Page, run_id: str) -> bool:
     """Click the expander of a run's row in the runs table; False when the row has none."""
-    return b.evaluate(
-        f"""(() => {{
-            const a = document.querySelector('a[href$="/runs/{run_id}"]');
-            const row = a && a.closest('[role=row]');
-            const button = row && row.querySelector(
-                'button[data-component-id*="runnamecellrenderer"]');
-            if (!button) return false;
-            button.click();
-            return true;
-        }})()"""
-    )
+    row = page.locator("[role=row]").filter(has=page.locator(f'a[href$="/runs/{run_id}"]'))
+    button = row.locator('button[data-component-id*="runnamecellrenderer"]')
+    if button.count() == 0:
+        return False
+    button.first.click()
+    return True
 
 
 def _query(**params: str) -> str:
@@ -164,7 +121,7 @@ def _png_size(data: bytes) -> tuple[int, int]:
 # -- the test ------------------------------------------------------------------------------------
 
 
-def test_ui_shows_nested_trials_pareto_plot_and_front(searched, tmp_path):
+def test_ui_shows_nested_trials_pareto_plot_and_front(searched, browser, tmp_path):
     result, client = searched
     exp = client.get_experiment_by_name(result.experiment_name)
     exp_id, parent_id = exp.experiment_id, result.parent_run_id
@@ -180,42 +137,42 @@ def test_ui_shows_nested_trials_pareto_plot_and_front(searched, tmp_path):
     others = set(trials) - set(front)
     assert others, "every trial landed on the front: the filter check would prove nothing"
 
-    pages = Pages(result.tracking_uri, tmp_path)
+    pages = web.Pages(browser, result.tracking_uri, tmp_path)
     links = _run_links_js(exp_id)
     names = {rid: r.info.run_name for rid, r in trials.items()}
     parent_name = parent.info.run_name
 
     # 1. the experiment page (the "Model training" view): the parent run, collapsed, expands to
     #    show every trial indented under it
-    with Browser(CHROMIUM) as b:
+    with pages.page("experiment") as page:
         pages.open(
-            b,
+            page,
             f"/experiments/{exp_id}?workflowType=machine_learning",
             f"({links}).some(([id]) => id === '{parent_id}')",
             "experiment",
         )
-        rows = {rid: (text, x) for rid, text, x in _settled(b, links)}
+        rows = {rid: (text, x) for rid, text, x in pages.settled(page, links)}
         assert set(rows) == {parent_id}, f"trials should be nested, not top level: {rows}"
         assert rows[parent_id][0] == parent_name
-        assert _expand(b, parent_id), f"no expander on the parent row: {pages.shot(b, 'row')}"
-        pages.wait(b, f"({links}).length > 1", "experiment-expanded")
-        rows = {rid: (text, x) for rid, text, x in _settled(b, links)}
-        pages.shot(b, "experiment-expanded")
+        assert _expand(page, parent_id), "no expander on the parent row"
+        pages.wait(page, f"({links}).length > 1", "experiment-expanded")
+        rows = {rid: (text, x) for rid, text, x in pages.settled(page, links)}
+        pages.shot(page, "experiment-expanded")
         assert set(rows) == {parent_id, *trials}, f"expanded rows {rows} != parent + trials"
         for rid in trials:
             assert rows[rid][0] == names[rid]
             assert rows[rid][1] > rows[parent_id][1], f"trial {rid} is not indented under parent"
-        assert f"{len(trials) + 1} matching runs" in b.text()
+        assert f"{len(trials) + 1} matching runs" in web.text(page)
 
     # 2. the parent run's page lists its child runs; its artifacts page shows the Pareto plot
-    with Browser(CHROMIUM) as b:
+    with pages.page("parent-run") as page:
         pages.open(
-            b,
+            page,
             f"/experiments/{exp_id}/runs/{parent_id}",
             "/Child runs/.test(document.body.innerText)",
             "parent-run",
         )
-        children = {rid: text for rid, text, _ in _settled(b, links)}
+        children = {rid: text for rid, text, _ in pages.settled(page, links)}
         assert children == names, "the parent run page's child runs differ from the trials"
 
         png = Path(client.download_artifacts(parent_id, "pareto.png", str(tmp_path)))
@@ -225,19 +182,19 @@ def test_ui_shows_nested_trials_pareto_plot_and_front(searched, tmp_path):
             " && i.src.startsWith('blob:'))"
         )
         pages.open(
-            b,
+            page,
             f"/experiments/{exp_id}/runs/{parent_id}/artifacts/pareto.png",
             f"document.querySelector('[data-testid=artifact-tree-node]') && {img_ready}",
             "artifacts",
         )
         listed = set(
-            b.evaluate(
+            page.evaluate(
                 "[...document.querySelectorAll('[data-testid=artifact-tree-node]')]"
                 ".map(n => n.getAttribute('artifact-name'))"
             )
         )
         assert {"pareto.png", "pareto_front.csv", "hypervolume_over_time.png"} <= listed, listed
-        shown = b.evaluate(
+        shown = page.evaluate(
             "[...document.querySelectorAll('img')].filter(i => i.src.startsWith('blob:'))"
             ".map(i => [i.naturalWidth, i.naturalHeight])"
         )
@@ -248,29 +205,29 @@ def test_ui_shows_nested_trials_pareto_plot_and_front(searched, tmp_path):
     query = _query(
         searchFilter=PARETO_FILTER, orderByKey=f"metrics.`{M.VAL_ACC}`", orderByAsc="false"
     )
-    with Browser(CHROMIUM) as b:
+    with pages.page("pareto-filter") as page:
         pages.open(
-            b,
+            page,
             f"/experiments/{exp_id}/runs?{query}",
             f"/matching runs?/.test(document.body.innerText) && ({links}).length > 0",
             "pareto-filter",
         )
-        shown = {rid: text for rid, text, _ in _settled(b, links)}
-        pages.shot(b, "pareto-filter")
+        shown = {rid: text for rid, text, _ in pages.settled(page, links)}
+        pages.shot(page, "pareto-filter")
         assert set(shown) == set(front), (
             f"UI filter shows {sorted(shown)}, the front is {sorted(front)}, "
             f"non-front shown: {sorted(set(shown) & others)}"
         )
         assert set(shown) == rest_front
-        search_box = b.evaluate("[...document.querySelectorAll('input')].map(i => i.value)")
+        search_box = page.evaluate("[...document.querySelectorAll('input')].map(i => i.value)")
         assert PARETO_FILTER in search_box, (
             f"the search box does not hold the filter: {search_box}"
         )
         for rid, arch in front.items():
             assert shown[rid] == arch == names[rid]
         n = len(front)
-        assert re.search(rf"\b{n} matching runs?\b", b.text()), "wrong matching-run count"
-        text = b.text()
+        assert re.search(rf"\b{n} matching runs?\b", web.text(page)), "wrong matching-run count"
+        text = web.text(page)
         for rid in others:
             assert rid not in text
             if names[rid] not in front.values():  # an arch may repeat with another lr
@@ -278,20 +235,17 @@ def test_ui_shows_nested_trials_pareto_plot_and_front(searched, tmp_path):
 
     # 4. the same filter in the default (nested) view: the parent is shown for context, and
     #    expanding it shows only the front
-    with Browser(CHROMIUM) as b:
+    with pages.page("pareto-filter-nested") as page:
         pages.open(
-            b,
-            f"/experiments/{exp_id}/runs?"
-            + urllib.parse.urlencode(
-                {"searchFilter": PARETO_FILTER}, quote_via=urllib.parse.quote
-            ),
+            page,
+            f"/experiments/{exp_id}/runs?{_query(searchFilter=PARETO_FILTER)}",
             f"({links}).some(([id]) => id === '{parent_id}')",
             "pareto-filter-nested",
         )
-        _settled(b, links)
-        assert _expand(b, parent_id), f"no expander on the parent row: {pages.shot(b, 'row')}"
-        pages.wait(b, f"({links}).length > 1", "pareto-filter-nested")
-        shown = {rid for rid, _, _ in _settled(b, links)}
+        pages.settled(page, links)
+        assert _expand(page, parent_id), "no expander on the parent row"
+        pages.wait(page, f"({links}).length > 1", "pareto-filter-nested")
+        shown = {rid for rid, _, _ in pages.settled(page, links)}
         assert shown == {parent_id, *front}, f"nested filter shows {shown}"
 
     # 5. a search across families: `tags.family = '<family>'` shows exactly that family's trials
@@ -306,14 +260,14 @@ def test_ui_shows_nested_trials_pareto_plot_and_front(searched, tmp_path):
     query = _query(
         searchFilter=family_filter, orderByKey=f"metrics.`{M.VAL_ACC}`", orderByAsc="false"
     )
-    with Browser(CHROMIUM) as b:
+    with pages.page("family-filter") as page:
         pages.open(
-            b,
+            page,
             f"/experiments/{exp_id}/runs?{query}",
             f"/matching runs?/.test(document.body.innerText) && ({links}).length > 0",
             "family-filter",
         )
-        shown = {rid for rid, _, _ in _settled(b, links)}
-        pages.shot(b, "family-filter")
+        shown = {rid for rid, _, _ in pages.settled(page, links)}
+        pages.shot(page, "family-filter")
         assert shown == members, f"UI {family_filter} shows {sorted(shown)}, not {members}"
-        assert re.search(rf"\b{len(members)} matching runs?\b", b.text())
+        assert re.search(rf"\b{len(members)} matching runs?\b", web.text(page))
