@@ -12,16 +12,15 @@ import json
 import os
 
 from experiments import tracking
-from experiments.front import (
+from experiments.front import load_front
+from experiments.front_tables import (
     family_fronts_table,
     front_table,
     hypervolume_line,
-    load_front,
-    who_wins,
     who_wins_note,
-    who_wins_records,
     who_wins_table,
 )
+from experiments.who_wins import who_wins, who_wins_records
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

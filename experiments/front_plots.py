@@ -14,7 +14,8 @@ from __future__ import annotations
 import zlib
 from pathlib import Path
 
-from experiments.front import Front, TrialRow, family_order, has_metrics, si_label
+from experiments.front import Front, TrialRow, family_order, has_metrics
+from experiments.front_tables import si_label
 from experiments.tracking import COMPLETED, STOPPED_EARLY
 from lrunet import metrics as M
 

@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from experiments import tracking
-from experiments.front import Front, front_table, load_front, log_front
+from experiments.front import Front, load_front, log_front
+from experiments.front_tables import front_table
 from lrunet import metrics as M
 from lrunet.io import first_line
 from search_spaces.loader import load_space

@@ -30,21 +30,17 @@ import json
 import pytest
 
 import launch
-from experiments.front import (
-    TrialRow,
-    compute_front,
+from experiments.front import TrialRow, compute_front, log_front
+from experiments.front_plots import FAMILY_STYLE, family_style, front_figure, plot_front
+from experiments.front_tables import (
     front_by_family_csv,
     front_csv,
     front_table,
-    log_front,
-    params_band,
-    who_wins,
     who_wins_csv,
     who_wins_markdown,
     who_wins_table,
-    winner_objective,
 )
-from experiments.front_plots import FAMILY_STYLE, family_style, front_figure, plot_front
+from experiments.who_wins import params_band, who_wins, winner_objective
 
 pytestmark = pytest.mark.timeout(120)
 
