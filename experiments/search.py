@@ -253,7 +253,7 @@ class ModelWriter:
     def __call__(self, trial, path: Path) -> bool:
         import tempfile
 
-        from experiments.export import save_model_file
+        from experiments.model_file import save_model_file
         from lrunet.recipe import Recipe
         from lrunet.registry import config_from_dict
         from trainables.checkpoint import load_checkpoint
@@ -290,6 +290,46 @@ RESUMED_OPTIONS = (
     "max_failures",
     "seed",
 )
+
+
+def _open_parent(o, spec, uri, state, root, experiment_name, data_dir, client):
+    """The search's parent run: created (with its state for --resume), or the resumed one."""
+    if client is None:  # only now: a bad input before this must not create or touch the store
+        client = tracking.client_for(uri)
+    exp_id = tracking.get_or_create_experiment(
+        client, experiment_name, tracking.default_artifact_location(uri)
+    )
+    if o.resume:
+        parent_id = state["parent_run_id"]
+        storage_dir = state["storage_dir"]
+        client.update_run(parent_id, status="RUNNING")
+        client.set_tag(parent_id, "search_status", "resumed")
+    else:
+        run_name = _slug(f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+        storage_dir = f"{root.rstrip('/')}/{_slug(experiment_name)}/{run_name}"
+        parent = client.create_run(
+            exp_id,
+            run_name=run_name,
+            tags={
+                tracking.ROLE_TAG: tracking.PARENT_ROLE,
+                "space": spec.name,
+                "family": spec.family,
+                "storage_dir": storage_dir,
+                "mlflow.note.content": spec.description,
+            },
+        )
+        parent_id = parent.info.run_id
+        _log_parent(client, parent_id, o, spec, storage_dir)
+        state = {
+            "parent_run_id": parent_id,
+            "space_path": str(Path(_space_file(spec)).resolve()),
+            "overrides": _overrides(o),
+            "storage_dir": storage_dir,
+            "data_dir": data_dir,
+            "options": {k: v for k, v in asdict(o).items() if k != "argv"},
+        }
+        _write_state(client, parent_id, state)
+    return parent_id, client, exp_id, storage_dir
 
 
 def run_search(o: SearchOptions) -> SearchResult:
@@ -337,53 +377,25 @@ def run_search(o: SearchOptions) -> SearchResult:
             f"{max_epochs}; trials cannot train past their LR schedule"
         )
     root = None if o.resume else _storage_root(o)
-    if not o.resume:  # only now: a bad input above must not create or touch the store
-        client = tracking.client_for(uri)
-    exp_id = tracking.get_or_create_experiment(
-        client, experiment_name, tracking.default_artifact_location(uri)
-    )
-
-    if o.resume:
-        parent_id = state["parent_run_id"]
-        storage_dir = state["storage_dir"]
-        client.update_run(parent_id, status="RUNNING")
-        client.set_tag(parent_id, "search_status", "resumed")
-    else:
-        run_name = _slug(f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}")
-        storage_dir = f"{root.rstrip('/')}/{_slug(experiment_name)}/{run_name}"
-        parent = client.create_run(
-            exp_id,
-            run_name=run_name,
-            tags={
-                tracking.ROLE_TAG: tracking.PARENT_ROLE,
-                "space": spec.name,
-                "family": spec.family,
-                "storage_dir": storage_dir,
-                "mlflow.note.content": spec.description,
-            },
+    if not address:  # a local Ray offers this machine: checked before Ray starts
+        check_resources(o.cpus_per_trial, o.gpus_per_trial, False, [local_offer()])
+    with _ray_session(o):
+        # what trials ask of a node is checked against what the nodes offer before any run is
+        # created: Tune would otherwise wait forever for a node that cannot exist
+        check_resources(o.cpus_per_trial, o.gpus_per_trial, bool(address))
+        parent_id, client, exp_id, storage_dir = _open_parent(
+            o, spec, uri, state, root, experiment_name, data_dir, client if o.resume else None
         )
-        parent_id = parent.info.run_id
-        _log_parent(client, parent_id, o, spec, storage_dir)
-        state = {
-            "parent_run_id": parent_id,
-            "space_path": str(Path(_space_file(spec)).resolve()),
-            "overrides": _overrides(o),
-            "storage_dir": storage_dir,
-            "data_dir": data_dir,
-            "options": {k: v for k, v in asdict(o).items() if k != "argv"},
-        }
-        _write_state(client, parent_id, state)
 
-    def build() -> dict[str, Any]:
-        return _build(o, spec, client, exp_id, parent_id, max_epochs, storage_dir)
+        def build() -> dict[str, Any]:
+            return _build(o, spec, client, exp_id, parent_id, max_epochs, storage_dir)
 
-    try:
-        with _ray_session(o):
+        try:
             _fit(o, spec, build, storage_dir, max_epochs, data_dir)
-    except BaseException:
-        client.set_tag(parent_id, "search_status", "interrupted")
-        client.set_terminated(parent_id, "KILLED")
-        raise
+        except BaseException:
+            client.set_tag(parent_id, "search_status", "interrupted")
+            client.set_terminated(parent_id, "KILLED")
+            raise
     front, _ = load_front(
         client, experiment_name, (spec.metrics, spec.modes, list(spec.reference_point)), parent_id
     )
@@ -518,6 +530,45 @@ def _build(
         "scheduler": scheduler,
         "scheduler_kind": kind,
     }
+
+
+def local_offer() -> tuple[float, float]:
+    """(CPUs, GPUs) a local Ray would offer: this process's CPUs, torch's visible GPUs."""
+    import torch
+
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return float(cpus or 1), float(torch.cuda.device_count())
+
+
+def check_resources(
+    cpus_per_trial: float,
+    gpus_per_trial: float,
+    cluster: bool,
+    offers: list[tuple[float, float]] | None = None,
+) -> None:
+    """ValueError naming what the nodes have when no node can host one trial. `offers`: (CPUs,
+    GPUs) per node; default: the alive nodes of the Ray this process is connected to."""
+    if offers is None:
+        import ray
+
+        offers = [
+            (n["Resources"].get("CPU", 0.0), n["Resources"].get("GPU", 0.0))
+            for n in ray.nodes()
+            if n.get("Alive")
+        ]
+    where = "node of the cluster" if cluster else "node (this machine)"
+    have = "; ".join(f"{c:g} CPUs, {g:g} GPUs" for c, g in offers) or "no node"
+    if gpus_per_trial > max((g for _, g in offers), default=0.0):
+        fix = "or 0 to train on CPUs" if not any(g for _, g in offers) else "or add GPU nodes"
+        raise ValueError(
+            f"--gpus-per-trial {gpus_per_trial:g}: no {where} offers that many GPUs ({have}); "
+            f"lower --gpus-per-trial, {fix}"
+        )
+    if cpus_per_trial > max((c for c, _ in offers), default=0.0):
+        raise ValueError(
+            f"--cpus-per-trial {cpus_per_trial:g}: no {where} offers that many CPUs ({have}); "
+            "lower --cpus-per-trial"
+        )
 
 
 @contextlib.contextmanager
