@@ -271,7 +271,7 @@ def _require_completed(sel: Selected) -> None:
 
 def fetch_model_file(client, sel: Selected, scratch: Path):
     """Download and read the trial's model artifact; ValueError if it has none."""
-    from experiments.export import load_model_file
+    from experiments.model_file import load_model_file
 
     _require_completed(sel)
     listed = {a.path for a in client.list_artifacts(sel.run_id, tracking.MODEL_ARTIFACT_DIR)}
@@ -368,7 +368,7 @@ def retrain(client, experiment, sel: Selected, cfg, recipe, data):
     Returns (state_dict, metrics, run id)."""
     from mlflow.entities import Metric, Param
 
-    from experiments.export import save_model_file
+    from experiments.model_file import save_model_file
     from lrunet.recipe import flat_trial_config
     from trainables.loop import Trainer
 

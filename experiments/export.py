@@ -1,5 +1,5 @@
 """Export a trained network (any registered family) as a standalone model: TorchScript, ONNX,
-weights, config and a card.
+weights and config, checked against the eager model; and its registration in MLflow.
 
 A search winner has to leave the platform: the folder written by `export_model` is loadable with
 torch alone (`torch.jit.load`) or onnxruntime alone, without this project on the path. Every
@@ -7,20 +7,19 @@ export is checked before it is declared done (TorchScript and ONNX Runtime outpu
 model within `atol` on a real batch) and lands atomically: it is built in a hidden temp folder
 inside `out_dir` and renamed into place only after the checks pass.
 
-Also here: the trial-side model file (`save_model_file` / `load_model_file`, the `model/model.pt`
-artifact of a finished trial) and `register_export`, the only function that touches MLflow.
+Also here: `register_export`, the only function that touches MLflow. The folder's MODEL_CARD.md
+text is `experiments.model_card`; the trial-side model file an export starts from (`model/model.pt`
+of a finished trial) is `experiments.model_file`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
-import math
 import os
 import re
 import shutil
 import tempfile
-import textwrap
 import uuid
 import warnings
 from collections.abc import Mapping, Sequence
@@ -31,13 +30,10 @@ from typing import Any
 import torch
 import yaml
 
-from lrunet import metrics as M
-from lrunet.config import LruNetConfig
-from lrunet.io import check_writable_dir, load_torch, save_torch
+from lrunet.io import check_writable_dir
 from lrunet.recipe import Recipe, flat_trial_config
-from lrunet.registry import build_model, config_from_dict, config_to_dict, count, family_of
+from lrunet.registry import build_model, count, family_of
 
-MODEL_FILE_KEYS = ("state_dict", "config", "recipe", "dataset", "metrics")
 CONFIG_FILE = "config.yaml"
 WEIGHTS_FILE = "weights.pt"
 TORCHSCRIPT_FILE = "model.torchscript.pt"
@@ -49,64 +45,6 @@ DEFAULT_ATOL = 1e-4
 PYFUNC_CODE = Path(__file__).with_name("pyfunc_torchscript.py")
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-
-
-# --- the trial's model file ------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ModelFile:
-    """The contents of a trial's `model/model.pt`."""
-
-    model_cfg: Any  # a registered family's config
-    recipe: Recipe
-    state_dict: dict[str, torch.Tensor]
-    dataset: str
-    metrics: dict[str, float]
-
-
-def save_model_file(
-    path: str | os.PathLike,
-    model_cfg: Any,
-    recipe: Recipe,
-    state_dict: Mapping[str, torch.Tensor],
-    dataset: str,
-    metrics: Mapping[str, float],
-) -> Path:
-    """Write a trial's model file atomically: tensors and plain types only, so it loads with
-    `torch.load(path, weights_only=True)`."""
-    path = Path(path)
-    payload = {
-        "state_dict": {k: v.detach().cpu().clone() for k, v in state_dict.items()},
-        "config": config_to_dict(model_cfg),
-        "recipe": recipe.to_dict(),
-        "dataset": str(dataset),
-        "metrics": {str(k): float(v) for k, v in metrics.items()},
-    }
-    save_torch(payload, path)
-    return path
-
-
-def load_model_file(path: str | os.PathLike) -> ModelFile:
-    """Read a file written by `save_model_file`. A corrupt, truncated or foreign file raises
-    ValueError naming the file."""
-    path = Path(path)
-    raw = load_torch(path, "model file", "re-run the trial or pick another run")
-    if not isinstance(raw, dict) or set(raw) != set(MODEL_FILE_KEYS):
-        keys = sorted(raw) if isinstance(raw, dict) else type(raw).__name__
-        raise ValueError(
-            f"model file {path} is not an LruNet model file: expected keys "
-            f"{list(MODEL_FILE_KEYS)}, got {keys}"
-        )
-    try:
-        cfg = config_from_dict(raw["config"])
-        recipe = Recipe(**raw["recipe"])
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"model file {path} holds an invalid config: {e}") from None
-    state = raw["state_dict"]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(f"model file {path}: 'state_dict' is not a dict of tensors")
-    return ModelFile(cfg, recipe, state, str(raw["dataset"]), dict(raw["metrics"]))
 
 
 # --- export ----------------------------------------------------------------------------------
@@ -166,6 +104,8 @@ def export_model(
     evaluation did (`trainables.data.pad_for_eval`: Fashion-MNIST's 28x28 images are seen at the
     32x32 training geometry), so users feed the dataset's own images.
     """
+    from experiments.model_card import model_card  # imported here: it reads this module's names
+
     name = check_export_name(model_cfg.name)
     out = check_writable_dir(out_dir)
     if example.ndim != 4 or tuple(example.shape[1:2]) != (model_cfg.in_channels,):
@@ -247,120 +187,6 @@ def verify_export(
                     )
                 worst[key] = max(worst[key], diff)
     return worst
-
-
-def _describe_network(model_cfg: Any, c: int, h: int, w: int, dataset: str) -> str:
-    """The card's first sentences: what the network is and what it shares."""
-    if isinstance(model_cfg, LruNetConfig):
-        reuse = ", ".join(str(n) for n in model_cfg.reuse)
-        sharing = f"{model_cfg.sharing} weights"
-        if model_cfg.share_k:
-            sharing = f"one pair per {model_cfg.share_k} consecutive passes"
-        if model_cfg.regulator:
-            g = model_cfg.regulator
-            sharing += (
-                f", an unshared {'dense' if g == 1 else f'{g}-group'} 1x1 regulator per pass"
-            )
-        return (
-            f'A Layer Reuse Network (LruNet; Köpüklü et al. 2019, "Convolutional Neural Networks '
-            f'with Layer Reuse") classifying {c}-channel {h}x{w} images into '
-            f"{model_cfg.num_classes} classes, trained on **{dataset}**. Each of its four stages "
-            f"applies one shared depthwise 3x3 + grouped pointwise 1x1 pair N times (N per stage: "
-            f"{reuse}; width {model_cfg.width:g}x, pointwise groups {model_cfg.groups}, shuffle "
-            f'"{model_cfg.shuffle}", {sharing}, {model_cfg.depth} convolution layers on the '
-            "forward path)."
-        )
-    family = family_of(model_cfg)
-    details = "; ".join(" ".join(line.split()) for line in family.details(model_cfg))
-    return (
-        f"A {family.tag} network ({family.summary}) classifying {c}-channel {h}x{w} images "
-        f"into {model_cfg.num_classes} classes, trained on **{dataset}**"
-        + (f" ({details})." if details else ".")
-    )
-
-
-def model_card(model_cfg: Any, info: Mapping[str, Any]) -> str:
-    """The MODEL_CARD.md text for an export described by `info` (the config.yaml contents)."""
-    metrics = info.get("metrics") or {}
-    counts = info["counts"]
-    shape = info["input"]["shape"]
-    c, h, w = shape[1:]
-    dataset = info.get("dataset", "unknown")
-
-    def acc(key: str, values: Mapping[str, Any]) -> str:
-        v = values.get(key)
-        return f"{float(v):.2f} %" if isinstance(v, (int, float)) and math.isfinite(v) else "n/a"
-
-    source = info.get("source") or {}
-    src = ", ".join(f"{k} `{v}`" for k, v in source.items()) or "not recorded"
-    val = acc(M.VAL_ACC, metrics)
-    trial_metrics = info.get("trial_metrics") or {}
-    if val == "n/a" and M.VAL_ACC in trial_metrics:
-        val = acc(M.VAL_ACC, trial_metrics) + " (the search trial's)"
-    checks = info["checks"]
-    intro = _describe_network(model_cfg, c, h, w, dataset)
-    pad = int(info["input"].get("pad", 0))
-    if pad:
-        intro += (
-            f" The exported model zero-pads its {h}x{w} input by {pad} pixels on every side, to "
-            f"the {h + 2 * pad}x{w + 2 * pad} geometry it was trained at, before the network "
-            "(as the evaluation did); feed it the dataset's own images."
-        )
-    provenance = (
-        "Validation accuracy is measured on the search's held-out split of the training data; "
-        "test accuracy on the dataset's official test split, at export."
-    )
-    if "retrain_epochs" in source:
-        provenance += (
-            f" These weights were retrained from scratch for {source['retrain_epochs']} epoch(s) "
-            "on the full training set with the trial's recipe."
-        )
-    provenance += (
-        " The exported files were checked against the eager PyTorch model on a real batch: max "
-        f"abs difference {checks['torchscript_max_abs_diff']:.2g} (TorchScript) and "
-        f"{checks['onnx_max_abs_diff']:.2g} (ONNX Runtime), tolerance {checks['atol']:g}."
-    )
-    return f"""# {info["name"]}
-
-{textwrap.fill(intro, 99)}
-
-| | |
-|---|---|
-| parameters | {counts["params"]:,} |
-| MFLOPs (paper convention, {h}x{w}) | {counts["mflops"]:.2f} |
-| validation accuracy | {val} |
-| test accuracy | {acc(M.TEST_ACC, metrics)} |
-| input | float32 tensor (batch, {c}, {h}, {w}); batch size is free |
-| normalisation | {info["input"]["normalisation"]} |
-| output | (batch, {model_cfg.num_classes}) class scores (ReLU'd logits; argmax = class) |
-| source | {src} |
-
-{textwrap.fill(provenance, 99)}
-
-## Files
-- `{TORCHSCRIPT_FILE}`: TorchScript, needs only `torch`.
-- `{ONNX_FILE}`: ONNX (input `{ONNX_INPUT}`, output `{ONNX_OUTPUT}`, dynamic batch axis).
-- `{WEIGHTS_FILE}`: the state dict for this project's `lrunet.build_model("{info["name"]}")`.
-- `{CONFIG_FILE}`: architecture, training recipe, provenance, metrics.
-
-## Load with plain torch
-```python
-import torch
-model = torch.jit.load("{TORCHSCRIPT_FILE}")
-x = torch.rand(8, {c}, {h}, {w})  # images as pixels / 255
-with torch.no_grad():
-    classes = model(x).argmax(1)
-```
-
-## Load with onnxruntime
-```python
-import numpy as np
-import onnxruntime as ort
-session = ort.InferenceSession("{ONNX_FILE}", providers=["CPUExecutionProvider"])
-x = np.random.rand(8, {c}, {h}, {w}).astype(np.float32)  # images as pixels / 255
-classes = session.run(["{ONNX_OUTPUT}"], {{"{ONNX_INPUT}": x}})[0].argmax(1)
-```
-"""
 
 
 # --- MLflow registration ---------------------------------------------------------------------

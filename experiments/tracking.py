@@ -14,7 +14,7 @@ an infeasible record has `config_hash` and `infeasible_reason` and is kept once 
 the front is computed, `pareto` ("true"/"false") and `pareto_rank`. Params: the flat trial config
 (`lrunet.recipe.TRIAL_KEYS`, per-stage reuse spelled out) plus dataset and geometry. Metrics: every
 numeric metric of `lrunet.metrics` a trial reports, with step = epoch, one value per step. A
-completed trial also holds `model/model.pt` (`experiments.export.save_model_file`), which
+completed trial also holds `model/model.pt` (`experiments.model_file.save_model_file`), which
 `launch.py export` reads.
 
 If the tracking server goes away mid-run, writes are kept in order in an in-memory queue, retried

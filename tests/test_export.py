@@ -27,9 +27,8 @@ from experiments.export import (
     ExportCheckError,
     check_export_name,
     export_model,
-    load_model_file,
-    save_model_file,
 )
+from experiments.model_file import load_model_file, save_model_file
 from lrunet import metrics as M
 from lrunet.config import parse_name
 from lrunet.counting import count
