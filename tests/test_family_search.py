@@ -144,10 +144,10 @@ def test_train_cli_then_export_of_a_family(arch, tmp_path):
 
     ckpt = tmp_path / "model.pt"
     proc = _launch(
-        "train", arch, "--dataset", "fashionmnist", "--epochs", "1", "--subset", "2000",
-        "--batch-size", "128", "--out", str(ckpt), "--test", cwd=tmp_path,
+        "train", arch, "--dataset", "fashionmnist", "--epochs", "1", "--subset", "1000",
+        "--val-fraction", "0.02", "--batch-size", "128", "--out", str(ckpt), cwd=tmp_path,
     )  # fmt: skip
-    assert f"{arch} on fashionmnist" in proc.stdout and "test acc" in proc.stdout
+    assert f"{arch} on fashionmnist" in proc.stdout and "val acc" in proc.stdout
     # not a terminal: no per-batch bar, one line per epoch
     assert "\r" not in proc.stdout + proc.stderr
     assert [line for line in proc.stdout.splitlines() if line.startswith("epoch ")] == [
