@@ -16,11 +16,14 @@ per search tagged lrunet.role=search, one nested run per trial with tags arch/st
     --run-id    exactly that trial run; it must be completed and hold its model artifact.
 
 Each selected model is exported to DIR/<canonical architecture name>/ (see experiments.export),
-its test accuracy measured on the dataset's test split. --retrain-epochs E instead trains the
-architecture from scratch on the full training set (train + validation) for E epochs with its
-trial's recipe, evaluates it on the test set, logs that as its own MLflow run (tag retrain_of) and
-exports the retrained model. --register logs every export to MLflow and registers it as a version
-of `lrunet-<experiment>` with aliases `arch-<name>` and, for front members, `front-<name>`.
+its test accuracy measured on the dataset's test split by the eager model and by every exported
+file, fed the stored test images as the exported model takes them. The dataset is read from
+--data-dir, else (an image folder) from the folder the search read, recorded in its state.
+--retrain-epochs E instead trains the architecture from scratch on the full training set (train +
+validation) for E epochs with its trial's recipe, evaluates it on the test set, logs that as its
+own MLflow run (tag retrain_of) and exports the retrained model. --register logs every export to
+MLflow and registers it as a version of `lrunet-<experiment>` with aliases `arch-<name>` and, for
+front members, `front-<name>`.
 """
 
 from __future__ import annotations
@@ -89,7 +92,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///./mlflow.db)",
     )
     parser.add_argument(
-        "--data-dir", metavar="P", help="dataset folder (default: $LRUNET_DATA_DIR or ./data)"
+        "--data-dir",
+        metavar="P",
+        help="dataset folder (default: an image folder's search's own, else $LRUNET_DATA_DIR "
+        "or ./data)",
     )
 
 
@@ -290,14 +296,43 @@ def _images(x) -> Any:
     return x.float().div_(255.0)  # the reference's normalisation: pixels / 255, no mean/std
 
 
+def search_data_dir(client, parent_run_id: str | None) -> str | None:
+    """The data folder the search of `parent_run_id` read (its state file), or None."""
+    import json
+
+    from experiments.search import STATE_FILE
+
+    if not parent_run_id:
+        return None
+    try:
+        with tempfile.TemporaryDirectory(prefix="lrunet-state-") as d:
+            local = client.download_artifacts(parent_run_id, STATE_FILE, d)
+            return json.loads(Path(local).read_text()).get("data_dir")
+    except Exception:  # an older or foreign search: fall back to the default folder
+        return None
+
+
+def load_export_data(client, sel: Selected, model_file, data_dir: str | None):
+    """The dataset `model_file` was trained on, at the model's geometry (an image folder: read
+    from `data_dir`, else the search's own folder, at the model's input size)."""
+    from trainables.data import load_dataset
+
+    name, cfg = model_file.dataset, model_file.model_cfg
+    if name != "imagefolder":
+        return load_dataset(name, data_dir)
+    data_dir = data_dir or search_data_dir(client, sel.parent_run_id)
+    data = load_dataset(name, data_dir)
+    if data.info.eval_size != cfg.input_size:  # trained at an explicit size: read it so
+        data = load_dataset(name, data_dir, input_size=cfg.input_size)
+    return data
+
+
 def export_one(args, client, experiment, sel: Selected, model_file, out: Path):
     """Export (after an optional retrain) one selected trial; returns (folder, Registration)."""
     from experiments.export import export_model, register_export, sanitise_alias
-    from lrunet.registry import build_model
-    from trainables.data import load_dataset, pad_for_eval
-    from trainables.loop import evaluate_model
+    from trainables.data import describe_stored_images
 
-    data = load_dataset(model_file.dataset, args.data_dir)
+    data = load_export_data(client, sel, model_file, args.data_dir)
     cfg, recipe = model_file.model_cfg, model_file.recipe
     geometry = data.geometry
     if (cfg.num_classes, cfg.in_channels) != (geometry["num_classes"], geometry["in_channels"]):
@@ -305,6 +340,12 @@ def export_one(args, client, experiment, sel: Selected, model_file, out: Path):
             f"run {sel.run_id}: model has {cfg.num_classes} classes and "
             f"{cfg.in_channels} channels but dataset {data.name} has "
             f"{geometry['num_classes']} and {geometry['in_channels']}"
+        )
+    if data.name == "imagefolder" and cfg.input_size != geometry["input_size"]:
+        raise ValueError(
+            f"run {sel.run_id}: model takes {cfg.input_size}x{cfg.input_size} images but the "
+            f"image folder {data.source} holds {geometry['input_size']}x"
+            f"{geometry['input_size']}; pass the search's --data-dir"
         )
     trial_metrics = {k: float(v) for k, v in model_file.metrics.items()}
     if sel.val_acc is not None:
@@ -324,20 +365,20 @@ def export_one(args, client, experiment, sel: Selected, model_file, out: Path):
         source["retrain_epochs"] = args.retrain_epochs
     else:
         state_dict, metrics = model_file.state_dict, dict(trial_metrics)
-    model = build_model(cfg)
-    model.load_state_dict(state_dict)
     # evaluation sees the test images as training-geometry inputs (Fashion-MNIST: 28 padded to
-    # 32); the exported model does that padding itself (input_pad), so it takes raw images
-    test_x = pad_for_eval(data.test_x, data.info)
-    metrics[M.TEST_ACC], _ = evaluate_model(model, test_x, data.test_y)
-    example = _images(data.test_x[:EXAMPLE_BATCH])
+    # 32); the exported model does that padding itself (input_pad), so it takes the stored
+    # images, and the test accuracy is measured on exactly those, by every exported file too
+    test_x = _images(data.test_x)
+    metrics.pop(M.TEST_ACC, None)  # measured again by export_model, on the exported inputs
     folder = export_model(
         cfg,
         state_dict,
         out,
         recipe=recipe,
-        example=example,
+        example=test_x[:EXAMPLE_BATCH],
         input_pad=data.info.eval_pad,
+        test=(test_x, data.test_y),
+        images=describe_stored_images(data),
         metadata={
             "dataset": data.name,
             "metrics": metrics,

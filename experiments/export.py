@@ -1,11 +1,18 @@
-"""Export a trained network (any registered family) as a standalone model: TorchScript, ONNX,
-weights and config, checked against the eager model; and its registration in MLflow.
+"""Export a trained network (any registered family) as a standalone model: a torch.export program
+(`model.pt2`, the primary PyTorch format), ONNX, TorchScript, weights and config, checked against
+the eager model; and its registration in MLflow.
 
 A search winner has to leave the platform: the folder written by `export_model` is loadable with
-torch alone (`torch.jit.load`) or onnxruntime alone, without this project on the path. Every
-export is checked before it is declared done (TorchScript and ONNX Runtime outputs match the eager
-model within `atol` on a real batch) and lands atomically: it is built in a hidden temp folder
-inside `out_dir` and renamed into place only after the checks pass.
+torch alone (`torch.export.load(path).module()`, or `torch.jit.load` while torch still reads
+TorchScript) or onnxruntime alone, without this project on the path. The exported graph takes the
+dataset's stored images as float32 pixels / 255 at their stored size and does inside itself what
+evaluation did to them (Fashion-MNIST's zero padding, `PadInput`); what the loader did to the
+files before (an image folder's resize, the digits' upsampling) is stated on the card. Every
+export is checked before it is declared done (each format's output matches the eager model within
+`atol` on a real batch and on one image) and lands atomically: it is built in a hidden temp
+folder inside `out_dir` and renamed into place only after the checks pass. Given the test split,
+each format classifies it and the card states the counts, so its test accuracy can be reproduced
+from the files alone.
 
 Also here: `register_export`, the only function that touches MLflow. The folder's MODEL_CARD.md
 text is `experiments.model_card`; the trial-side model file an export starts from (`model/model.pt`
@@ -30,18 +37,23 @@ from typing import Any
 import torch
 import yaml
 
+from lrunet import metrics as M
 from lrunet.io import check_writable_dir
 from lrunet.recipe import Recipe, flat_trial_config
 from lrunet.registry import build_model, count, family_of
 
 CONFIG_FILE = "config.yaml"
 WEIGHTS_FILE = "weights.pt"
+PT2_FILE = "model.pt2"
 TORCHSCRIPT_FILE = "model.torchscript.pt"
 ONNX_FILE = "model.onnx"
 CARD_FILE = "MODEL_CARD.md"
-EXPORT_FILES = (CONFIG_FILE, WEIGHTS_FILE, TORCHSCRIPT_FILE, ONNX_FILE, CARD_FILE)
+EXPORT_FILES = (CONFIG_FILE, WEIGHTS_FILE, PT2_FILE, TORCHSCRIPT_FILE, ONNX_FILE, CARD_FILE)
+# the exported formats, primary first: key in config.yaml's checks and test counts -> file
+FORMATS = {"pt2": PT2_FILE, "onnx": ONNX_FILE, "torchscript": TORCHSCRIPT_FILE}
 ONNX_INPUT, ONNX_OUTPUT = "input", "logits"
 DEFAULT_ATOL = 1e-4
+TEST_BATCH = 500  # test images per forward pass when the formats classify the test split
 PYFUNC_CODE = Path(__file__).with_name("pyfunc_torchscript.py")
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -93,6 +105,8 @@ def export_model(
     example: torch.Tensor,
     input_pad: int = 0,
     atol: float = DEFAULT_ATOL,
+    test: tuple[torch.Tensor, torch.Tensor] | None = None,
+    images: Mapping[str, Any] | None = None,
 ) -> Path:
     """Export one model to `out_dir/<canonical name>/` and return that folder.
 
@@ -103,6 +117,12 @@ def export_model(
     checks. `input_pad` zero-pads every side of the input inside the exported model, as the
     evaluation did (`trainables.data.pad_for_eval`: Fashion-MNIST's 28x28 images are seen at the
     32x32 training geometry), so users feed the dataset's own images.
+
+    `test` is (images, labels): the test split exactly as the exported model takes it (like
+    `example`). The eager model and every exported file classify it; the counts go to config.yaml
+    (`test`) and the card, and the eager count becomes `metrics.test_acc`. `images` says how the
+    stored images were made from the dataset's files (`trainables.data.describe_stored_images`:
+    description, pil_mode, resized_from, resize), for the card.
     """
     from experiments.model_card import model_card  # imported here: it reads this module's names
 
@@ -125,11 +145,13 @@ def export_model(
     try:
         weights = {k: v.detach().cpu() for k, v in net.state_dict().items()}
         torch.save(weights, tmp / WEIGHTS_FILE)
+        _write_pt2(model, example, tmp / PT2_FILE)
         _write_torchscript(model, example, tmp / TORCHSCRIPT_FILE)
         _write_onnx(model, example, tmp / ONNX_FILE)
         diffs = verify_export(model, tmp, example, atol=atol)
         counts = _counts(model_cfg, net, int(example.shape[-1]))
-        info = {
+        described = dict(images or {})
+        info: dict[str, Any] = {
             "name": name,
             "family": family_of(model_cfg).name,
             "architecture": model_cfg.to_dict(),
@@ -138,13 +160,31 @@ def export_model(
             "input": {
                 "shape": [-1, *map(int, example.shape[1:])],
                 "dtype": "float32",
+                "range": [0.0, 1.0],
                 "pad": input_pad,
                 "normalisation": metadata.get("normalisation", "pixels / 255, no mean/std"),
+                "images": described.pop("description", "the dataset's images, as stored"),
+                **_plain(described),
             },
             "counts": counts,
             "checks": {"atol": atol, **diffs},
             **{k: _plain(v) for k, v in metadata.items()},
         }
+        if test is not None:
+            images_t, labels = test
+            if tuple(images_t.shape[1:]) != tuple(example.shape[1:]) or len(images_t) != len(
+                labels
+            ):
+                raise ValueError(
+                    f"test: expected images shaped (N, {', '.join(map(str, example.shape[1:]))}) "
+                    f"and N labels, got {tuple(images_t.shape)} and {tuple(labels.shape)}"
+                )
+            correct = count_correct(model, tmp, images_t, labels)
+            info["test"] = {"images": len(labels), "correct": correct}
+            info["metrics"] = {
+                **(info.get("metrics") or {}),
+                M.TEST_ACC: 100.0 * correct["eager"] / max(len(labels), 1),
+            }
         (tmp / CONFIG_FILE).write_text(yaml.safe_dump(info, sort_keys=False), encoding="utf-8")
         (tmp / CARD_FILE).write_text(model_card(model_cfg, info), encoding="utf-8")
         final = out / name
@@ -155,38 +195,68 @@ def export_model(
     return final
 
 
+def load_exported(folder: str | os.PathLike) -> dict[str, Any]:
+    """Each exported file of `folder` loaded as a function of a float32 batch -> logits, keyed as
+    `FORMATS` (pt2 first). TorchScript's load deprecation warning is silenced here only."""
+    import onnxruntime as ort
+
+    folder = Path(folder)
+    program = torch.export.load(str(folder / PT2_FILE)).module()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load's deprecation notice
+        warnings.simplefilter("ignore", DeprecationWarning)
+        scripted = torch.jit.load(str(folder / TORCHSCRIPT_FILE), map_location="cpu")
+    session = ort.InferenceSession(str(folder / ONNX_FILE), providers=["CPUExecutionProvider"])
+
+    def onnx(batch: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(session.run([ONNX_OUTPUT], {ONNX_INPUT: batch.numpy()})[0])
+
+    return {"pt2": program, "onnx": onnx, "torchscript": scripted}
+
+
 def verify_export(
     model: torch.nn.Module, folder: Path, example: torch.Tensor, *, atol: float = DEFAULT_ATOL
 ) -> dict[str, float]:
-    """Compare TorchScript and ONNX Runtime against the eager model on `example` and on its first
-    image alone (the batch axis must be dynamic). Raises ExportCheckError past `atol`."""
-    import onnxruntime as ort
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load's deprecation notice
-        scripted = torch.jit.load(str(folder / TORCHSCRIPT_FILE), map_location="cpu")
-    session = ort.InferenceSession(str(folder / ONNX_FILE), providers=["CPUExecutionProvider"])
-    worst = {"torchscript_max_abs_diff": 0.0, "onnx_max_abs_diff": 0.0}
+    """Compare model.pt2, ONNX Runtime and TorchScript against the eager model on `example` and on
+    its first image alone (the batch axis must be dynamic). Raises ExportCheckError past `atol`."""
+    runners = load_exported(folder)
+    worst = {f"{k}_max_abs_diff": 0.0 for k in runners}
     with torch.no_grad():
         for batch in (example, example[:1]):
             ref = model(batch)
-            got_ts = scripted(batch)
-            got_onnx = torch.from_numpy(session.run([ONNX_OUTPUT], {ONNX_INPUT: batch.numpy()})[0])
-            pairs = (("torchscript_max_abs_diff", got_ts), ("onnx_max_abs_diff", got_onnx))
-            for key, got in pairs:
+            for kind, run in runners.items():
+                key = f"{kind}_max_abs_diff"
+                got = run(batch)
                 if got.shape != ref.shape:
                     raise ExportCheckError(
-                        f"{key.split('_')[0]} output shape {tuple(got.shape)} != eager "
+                        f"{kind} output shape {tuple(got.shape)} != eager "
                         f"{tuple(ref.shape)} for a batch of {len(batch)}"
                     )
                 diff = float((got - ref).abs().max())
                 if not diff <= atol:  # also catches NaN
                     raise ExportCheckError(
-                        f"{key.split('_')[0]} output differs from the eager model by {diff:.3g} "
+                        f"{kind} output differs from the eager model by {diff:.3g} "
                         f"(max abs) on a batch of {len(batch)}; tolerance {atol:g}"
                     )
                 worst[key] = max(worst[key], diff)
     return worst
+
+
+def count_correct(
+    model: torch.nn.Module, folder: Path, images: torch.Tensor, labels: torch.Tensor
+) -> dict[str, int]:
+    """Test images each of the eager model and the exported files of `folder` classify right
+    (`images` as the exported model takes them)."""
+    images = images.detach().to(torch.float32).cpu().contiguous()
+    labels = labels.cpu()
+    runners = {"eager": model, **load_exported(folder)}
+    correct = dict.fromkeys(runners, 0)
+    with torch.no_grad():
+        for i in range(0, len(images), TEST_BATCH):
+            x, y = images[i : i + TEST_BATCH], labels[i : i + TEST_BATCH]
+            for kind, run in runners.items():
+                correct[kind] += int((run(x).argmax(1) == y).sum())
+    return correct
 
 
 # --- MLflow registration ---------------------------------------------------------------------
@@ -229,10 +299,11 @@ def register_export(
     """Log an export folder to MLflow as a pyfunc model and register it as a new version of
     `registered_model_name(experiment_name)`, setting `aliases` on that version.
 
-    The pyfunc wraps the TorchScript file through models-from-code (`pyfunc_torchscript.py` is
-    copied into the model), so `mlflow.pyfunc.load_model("models:/<name>@<alias>")` needs only
-    mlflow, torch and numpy. The model and the export files are logged into `run_id` if given
-    (e.g. a retrain run), else into a new run `export-<arch>` of the experiment.
+    The pyfunc wraps the torch.export program (`model.pt2`) through models-from-code
+    (`pyfunc_torchscript.py` is copied into the model), so
+    `mlflow.pyfunc.load_model("models:/<name>@<alias>")` needs only mlflow, torch and numpy.
+    The model and the export files are logged into `run_id` if given (e.g. a retrain run), else
+    into a new run `export-<arch>` of the experiment.
     """
     import mlflow
     import numpy as np
@@ -255,13 +326,11 @@ def register_export(
             tags={"arch": arch, **(tags or {})},
         )
         run_id = run.info.run_id
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load's deprecation notice
-        scripted = torch.jit.load(str(folder / TORCHSCRIPT_FILE), map_location="cpu")
+    program = torch.export.load(str(folder / PT2_FILE)).module()
     shape = info["input"]["shape"]
     x = np.zeros((2, *shape[1:]), dtype=np.float32)
     with torch.no_grad():
-        y = scripted(torch.from_numpy(x)).numpy()
+        y = program(torch.from_numpy(x)).numpy()
     signature = infer_signature(x, y)
     name = registered_model_name(experiment_name)
     previous_uri = mlflow.get_tracking_uri()
@@ -274,7 +343,7 @@ def register_export(
             logged = mlflow.pyfunc.log_model(
                 name="pyfunc",
                 python_model=str(PYFUNC_CODE),
-                artifacts={"torchscript": str(folder / TORCHSCRIPT_FILE)},
+                artifacts={"pt2": str(folder / PT2_FILE)},
                 signature=signature,
                 pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "numpy"],
                 registered_model_name=name,
@@ -289,6 +358,17 @@ def register_export(
 
 
 # --- helpers ---------------------------------------------------------------------------------
+
+
+def _write_pt2(model: torch.nn.Module, example: torch.Tensor, path: Path) -> None:
+    # torch.export, the current format (TorchScript is deprecated in torch 2.14): the model is
+    # traced in eval mode with a free batch axis; `.module()` of the loaded program needs torch
+    # alone (and must not be put in .eval(): it is already, and refuses the call)
+    batch = torch.export.Dim("batch", min=1)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        program = torch.export.export(model, (example,), dynamic_shapes={"x": {0: batch}})
+    torch.export.save(program, str(path))
 
 
 def _write_torchscript(model: torch.nn.Module, example: torch.Tensor, path: Path) -> None:

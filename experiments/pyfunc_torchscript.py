@@ -1,8 +1,10 @@
-"""MLflow pyfunc model (models-from-code) serving an exported TorchScript LruNet.
+"""MLflow pyfunc model (models-from-code) serving an exported network's torch.export program.
 
-`experiments.export.register_export` logs this file as the model's code: MLflow copies it into the
-logged model and runs it at load time, so `mlflow.pyfunc.load_model(...)` needs only mlflow, torch
-and numpy, never this project. It must therefore import nothing from the project.
+`experiments.export.register_export` logs this file as the model's code, with the export's
+`model.pt2` as its artifact `pt2`: MLflow copies it into the logged model and runs it at load
+time, so `mlflow.pyfunc.load_model(...)` needs only mlflow, torch and numpy, never this project.
+It must therefore import nothing from the project. (The file keeps its name from the TorchScript
+days; models registered then carry their own copy of the old code and still load.)
 """
 
 from __future__ import annotations
@@ -19,12 +21,13 @@ from mlflow.pyfunc import PythonModel
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", UserWarning)
 
-    class TorchScriptClassifier(PythonModel):
-        """predict(images) -> class scores; images float32 (batch, C, H, W), pixels / 255."""
+    class ExportedProgramClassifier(PythonModel):
+        """predict(images) -> class scores; images float32 (batch, C, H, W), pixels / 255, at
+        the size the export card names (any padding happens inside the program)."""
 
         def load_context(self, context) -> None:
-            self.model = torch.jit.load(context.artifacts["torchscript"], map_location="cpu")
-            self.model.eval()
+            # an exported program is already in eval mode (its module refuses .eval())
+            self.model = torch.export.load(context.artifacts["pt2"]).module()
 
         def predict(self, context, model_input, params=None):
             x = torch.as_tensor(np.asarray(model_input, dtype=np.float32))
@@ -32,4 +35,4 @@ with warnings.catch_warnings():
                 return self.model(x).numpy()
 
 
-mlflow.models.set_model(TorchScriptClassifier())
+mlflow.models.set_model(ExportedProgramClassifier())

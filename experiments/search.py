@@ -25,7 +25,7 @@ from experiments.front import Front, load_front, log_front
 from experiments.front_tables import front_table
 from lrunet import metrics as M
 from lrunet.io import first_line
-from search_spaces.loader import load_space
+from search_spaces.loader import GeometryFromData, load_space
 from search_spaces.spec import SearchSpec
 
 log = logging.getLogger(__name__)
@@ -72,8 +72,9 @@ class SearchResult:
     experiment_id: str = ""
 
 
-def _overrides(o: SearchOptions) -> dict[str, Any]:
-    """CLI flags as overrides of the space file, validated like the file itself."""
+def _overrides(o: SearchOptions, geometry: GeometryFromData | None = None) -> dict[str, Any]:
+    """CLI flags as overrides of the space file, validated like the file itself (`geometry`:
+    what completes an image folder's geometry, `folder_geometry`)."""
     training = {
         k: v
         for k, v in (
@@ -89,7 +90,7 @@ def _overrides(o: SearchOptions) -> dict[str, Any]:
         # a shorter budget than the file's grace period: shrink the grace period with it
         from search_spaces.loader import load_space as _load
 
-        grace = _load(o.space).training.grace_epochs
+        grace = _load(o.space, geometry_from_data=geometry).training.grace_epochs
         if grace > o.max_epochs:
             training["grace_epochs"] = o.max_epochs
     out: dict[str, Any] = {"training": training} if training else {}
@@ -323,7 +324,7 @@ def _open_parent(o, spec, uri, state, root, experiment_name, data_dir, client):
         state = {
             "parent_run_id": parent_id,
             "space_path": str(Path(_space_file(spec)).resolve()),
-            "overrides": _overrides(o),
+            "overrides": _overrides(o, folder_geometry(data_dir)),
             "storage_dir": storage_dir,
             "data_dir": data_dir,
             "options": {k: v for k, v in asdict(o).items() if k != "argv"},
@@ -353,7 +354,15 @@ def run_search(o: SearchOptions) -> SearchResult:
         for k in RESUMED_OPTIONS:  # the interrupted search's settings, not today's defaults
             if k in state.get("options", {}):
                 setattr(o, k, state["options"][k])
-        spec = load_space(state["space_path"], state["overrides"])
+    # absolute: trials run in folders of their own, and an export finds it in the search's state
+    data_dir = state.get("data_dir", o.data_dir)
+    if data_dir is not None:
+        data_dir = str(Path(data_dir).expanduser().resolve())
+    # an image folder's classes, channels and size are read from it (and a wrong one given in the
+    # space refused) before anything is counted: budgets, costs and reference point use them
+    geometry = folder_geometry(data_dir)
+    if o.resume:
+        spec = load_space(state["space_path"], state["overrides"], geometry_from_data=geometry)
         experiment_name = o.resume
     else:
         if not o.space:
@@ -361,13 +370,12 @@ def run_search(o: SearchOptions) -> SearchResult:
                 "no search space: pass --space NAME|PATH (see 'python launch.py "
                 "spaces') or --resume EXPERIMENT"
             )
-        spec = load_space(o.space, _overrides(o))
+        spec = load_space(o.space, _overrides(o, geometry), geometry_from_data=geometry)
         experiment_name = o.experiment_name or f"lrunet-{spec.name}"
 
     # the data must be there before any compute is spent (this also warms the node's cache)
     from trainables.data import load_dataset
 
-    data_dir = state.get("data_dir", o.data_dir)
     load_dataset(spec.dataset, data_dir)
 
     max_epochs = spec.training.max_epochs
@@ -409,6 +417,31 @@ def run_search(o: SearchOptions) -> SearchResult:
     return SearchResult(
         experiment_name, parent_id, uri, storage_dir, front, infeasible, time.time() - t0, exp_id
     )
+
+
+def folder_geometry(data_dir: str | None) -> GeometryFromData:
+    """What completes an image folder's geometry in a space (`load_space(geometry_from_data=)`):
+    the folder's own, exactly as every trial reads it (`load_dataset(name, data_dir)`)."""
+
+    def complete(name: str, given: Any) -> dict[str, int]:
+        from trainables.data import load_dataset
+
+        data = load_dataset(name, data_dir)
+        info = data.info
+        size = given.get("input_size")
+        if size is not None and size != info.eval_size:
+            if not info.resized_from:
+                load_dataset(name, data_dir, input_size=size)  # refuses: one size, never resized
+            s = info.eval_size
+            raise ValueError(
+                f"dataset.input_size {size}: the images under {data.source} are not all of "
+                f"one square size, and a search's trials read them resized to the most common "
+                f"size, {s}x{s}; use input_size {s} or leave it out, or resize the files to "
+                f"{size}x{size} first"
+            )
+        return info.geometry
+
+    return complete
 
 
 def optuna_storage_url(storage_dir: str) -> str | None:

@@ -12,6 +12,11 @@ reference's raw 28x28 evaluation changes every feature map's size (14-7-4 instea
 costing 0.35-0.6 points on trained models and about 4 after one epoch (spec §6.6). Here
 validation and test images are padded by 2 to the training geometry; the reference's way
 (`eval_pad=0`) is what `tests/test_reference.py` uses to reproduce the released checkpoints.
+
+An image folder's info is read from its files (`trainables.data`): classes from its class folders,
+one channel when every image is greyscale, the size of its images. `resized_from` lists the image
+sizes, (width, height) as PIL reports them, that the loader resized to `eval_size` (a folder of
+mixed sizes); it is empty when the stored images are the files' own pixels.
 """
 
 from __future__ import annotations
@@ -31,6 +36,9 @@ class DatasetInfo:
     flip: bool  # horizontal flip in augmentation (the reference flips even Fashion-MNIST)
     eval_pad: int = 0  # zero padding of evaluation images, per side
     train_images: int | None = None  # images in the training split (None: known once loaded)
+    # (width, height) of the images the loader resized to eval_size x eval_size (image folders
+    # of mixed sizes only); () when every stored image is its file's own pixels
+    resized_from: tuple[tuple[int, int], ...] = ()
 
     @property
     def geometry(self) -> dict[str, int]:

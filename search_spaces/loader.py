@@ -3,6 +3,7 @@
     load_space("lru_full")               a shipped space, search_spaces/lru_full.yaml
     load_space("spaces/mine.yaml")       any path (contains "/" or ends in .yaml/.yml)
     load_space("lru_smoke", overrides={"training": {"num_samples": 4}})
+    load_space("mine.yaml", geometry_from_data=f)   an image folder's geometry from its files
 
 The schema is documented in search_spaces/README.md. Every problem raises `SpaceError` (a
 ValueError) with a one-line message naming the file and line, the key path and the fix; a missing
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +48,10 @@ from search_spaces.spec import (
 SPACES_DIR = Path(__file__).resolve().parent
 DEFAULT_OBJECTIVES = ((VAL_ACC, "max"), (PARAMS, "min"))
 TRAINING_KEYS = ("max_epochs", "grace_epochs", "reduction_factor", "num_samples", "subset")
+# (dataset name, the geometry keys the file gives) -> the dataset's whole geometry, read from its
+# files; what a search passes once it knows the data folder (`experiments.search`)
+GeometryFromData = Callable[[str, Mapping[str, int]], Mapping[str, int]]
+FROM_FILES = ("imagefolder",)  # datasets whose geometry lives in their files
 
 
 def list_spaces() -> list[str]:
@@ -87,11 +93,20 @@ def _merge(base: Any, over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def load_space(name_or_path: str, overrides: dict[str, Any] | None = None) -> SearchSpec:
+def load_space(
+    name_or_path: str,
+    overrides: dict[str, Any] | None = None,
+    *,
+    geometry_from_data: GeometryFromData | None = None,
+) -> SearchSpec:
     """Read, validate and return the search space `name_or_path` (see the module docstring).
 
     `overrides` is merged into the file's mapping before validation (nested mappings merge key
     by key), so a CLI option such as `--num-samples` is checked like the file itself.
+    `geometry_from_data(name, given)` completes the geometry of a dataset whose geometry lives in
+    its files (an image folder): it gets the keys the file gives, returns all three, and is
+    checked like the file (a given key it contradicts is an error). Without it such a space
+    needs its whole geometry in the file. Counts, budgets and the reference point then use it.
     """
     path, label = resolve_space(name_or_path)
     try:
@@ -124,7 +139,7 @@ def load_space(name_or_path: str, overrides: dict[str, Any] | None = None) -> Se
     description = data.get("description") or ""
     if not isinstance(description, str):
         r.fail("description", f"expected text, got {description!r}")
-    dataset, geometry = _dataset(r, data.get("dataset"))
+    dataset, geometry = _dataset(r, data.get("dataset"), geometry_from_data)
     families, model, blocks = read_model(r, data.get("model"))
     recipe = _recipe(r, data.get("recipe"))
     training = _training(r, data.get("training"), recipe, dataset)
@@ -172,7 +187,9 @@ def load_space(name_or_path: str, overrides: dict[str, Any] | None = None) -> Se
 # --- sections ---------------------------------------------------------------------------------
 
 
-def _dataset(r: Reader, raw: Any) -> tuple[str, dict[str, int]]:
+def _dataset(
+    r: Reader, raw: Any, from_data: GeometryFromData | None = None
+) -> tuple[str, dict[str, int]]:
     if raw is None:
         return "cifar10", dict(DATASET_GEOMETRY["cifar10"])
     if isinstance(raw, str):
@@ -182,12 +199,8 @@ def _dataset(r: Reader, raw: Any) -> tuple[str, dict[str, int]]:
                 f"unknown dataset {raw!r}{did_you_mean(raw, DATASETS)}; use one of "
                 f"{', '.join(DATASETS)}",
             )
-        if raw not in DATASET_GEOMETRY:
-            r.fail(
-                "dataset",
-                f"{raw} has no default geometry; write `dataset: {{name: {raw}, "
-                "num_classes: N, in_channels: 3, input_size: 32}`",
-            )
+        if raw in FROM_FILES:
+            return raw, _geometry_from_files(r, raw, {}, from_data)
         return raw, dict(DATASET_GEOMETRY[raw])
     m = r.mapping("dataset", raw, ("name", *GEOMETRY_KEYS), "{name: cifar10}")
     name = m.get("name")
@@ -197,15 +210,50 @@ def _dataset(r: Reader, raw: Any) -> tuple[str, dict[str, int]]:
             f"{name!r} is not a dataset{did_you_mean(name, DATASETS)}; use one "
             f"of {', '.join(DATASETS)}",
         )
-    geometry = dict(DATASET_GEOMETRY.get(name, {"in_channels": 3, "input_size": 32}))
+    given: dict[str, int] = {}
     for key in GEOMETRY_KEYS:
         if key in m:
-            geometry[key] = r.number(f"dataset.{key}", m[key], integer=True)
-            if geometry[key] < (2 if key == "input_size" else 1):
+            given[key] = r.number(f"dataset.{key}", m[key], integer=True)
+            if given[key] < (2 if key == "input_size" else 1):
                 r.fail(f"dataset.{key}", f"must be at least {2 if key == 'input_size' else 1}")
-    if "num_classes" not in geometry:
-        r.fail("dataset", f"{name} needs num_classes; add `num_classes: N` under dataset")
-    return name, geometry
+    if name in FROM_FILES:
+        return name, _geometry_from_files(r, name, given, from_data)
+    return name, {**DATASET_GEOMETRY[name], **given}
+
+
+def _geometry_from_files(
+    r: Reader, name: str, given: dict[str, int], from_data: GeometryFromData | None
+) -> dict[str, int]:
+    """An image folder's geometry: the file's keys completed (and checked) from the folder when
+    `from_data` is given, else the file's keys with the old defaults (3 channels, 32x32)."""
+    if given.get("in_channels", 1) not in (1, 3):
+        r.fail(
+            "dataset.in_channels",
+            f"{name} images are read as 1 channel (every image greyscale) or 3 (RGB), not "
+            f"{given['in_channels']}; write in_channels: 1 or 3, or leave it out (the folder "
+            "tells)",
+        )
+    if from_data is None:
+        if "num_classes" not in given:
+            r.fail(
+                "dataset",
+                f"{name} takes its classes, channels and size from its folder, which a search "
+                f"reads (--data-dir DIR); to load the space without the folder, give them: "
+                f"`dataset: {{name: {name}, num_classes: N, in_channels: 3, input_size: 32}}`",
+            )
+        return {"in_channels": 3, "input_size": 32, **given}
+    found = dict(from_data(name, dict(given)))
+    for key in GEOMETRY_KEYS:  # what the folder says is validated like the file
+        v = found.get(key)
+        if isinstance(v, bool) or not isinstance(v, int) or v < (2 if key == "input_size" else 1):
+            r.fail("dataset", f"{name}: the folder gave {key} = {v!r}, not a valid {key}")
+        if key in given and given[key] != v:
+            r.fail(
+                f"dataset.{key}",
+                f"{given[key]} but the folder has {key} {v}; fix it or leave it out (the "
+                "folder tells)",
+            )
+    return {key: found[key] for key in GEOMETRY_KEYS}
 
 
 def _recipe(r: Reader, raw: Any) -> dict[str, Distribution]:

@@ -162,8 +162,57 @@ def test_imagefolder_greyscale_is_one_channel(tmp_path):
         for c in ("a", "b", "c"):
             _write_png(tmp_path / split / c / "0.png", (28, 28), 100, mode="L")
     ds = D.load_dataset("imagefolder", tmp_path)
-    assert ds.info.in_channels == 1 and ds.train_x.shape == (3, 1, 32, 32)
+    # images of one size keep it (no longer resized to 32x32)
+    assert ds.info.in_channels == 1 and ds.train_x.shape == (3, 1, 28, 28)
     assert int(ds.train_x.float().mean().round()) == 100
+    assert ds.info.resized_from == () and ds.geometry["input_size"] == 28
+
+
+def _mixed_folder(root: Path) -> None:
+    """Two classes; 28x28 images mostly, one 32x32 and one 20x24 (width x height) per split."""
+    for split in ("train", "test"):
+        for c, value in (("a", 60), ("b", 200)):
+            for i in range(3):
+                _write_png(root / split / c / f"{i}.png", (28, 28), value, mode="L")
+        _write_png(root / split / "a" / "big.png", (32, 32), 60, mode="L")
+        _write_png(root / split / "b" / "odd.png", (20, 24), 200, mode="L")
+
+
+def test_imagefolder_of_mixed_sizes_records_its_resize_in_the_cache_too(tmp_path):
+    _mixed_folder(tmp_path / "imgs")
+    ds = D.load_dataset("imagefolder", tmp_path / "imgs")
+    # the most common size wins; what was resized to it is recorded
+    assert ds.train_x.shape == (8, 1, 28, 28) and ds.test_x.shape == (8, 1, 28, 28)
+    assert ds.info.eval_size == 28 and ds.info.resized_from == ((20, 24), (32, 32))
+    assert ds.info.in_channels == 1 and ds.train_x.float().mean().round() == 130
+    described = D.describe_stored_images(ds)
+    assert described["resize"] == "bilinear" and described["resized_from"] == [[20, 24], [32, 32]]
+    assert "20x24, 32x32" in described["description"]
+    assert "not in the exported graph" in described["description"]
+    # a new process reads the file cache: the resize record comes back with it
+    D._PROCESS_CACHE.clear()
+    again = D.load_dataset("imagefolder", tmp_path / "imgs")
+    assert again is not ds and again.info == ds.info and torch.equal(again.test_x, ds.test_x)
+    # an explicit size is honoured for a folder of mixed sizes; it is another cache entry
+    at32 = D.load_dataset("imagefolder", tmp_path / "imgs", input_size=32)
+    assert at32.train_x.shape[-2:] == (32, 32) and at32.info.eval_size == 32
+    assert at32.info.resized_from == ((20, 24), (28, 28))
+    assert len(list((tmp_path / "cache").glob("imagefolder-*.pt"))) == 2
+    assert D.dataset_info("imagefolder", tmp_path / "imgs", input_size=32) == at32.info
+
+
+def test_imagefolder_of_one_size_is_never_resized(tmp_path):
+    for split in ("train", "test"):
+        for c in ("a", "b"):
+            _write_png(tmp_path / split / c / "0.png", (28, 28), 7, mode="L")
+    ds = D.load_dataset("imagefolder", tmp_path, input_size=28)  # the same size: fine
+    assert ds.train_x.shape == (2, 1, 28, 28) and ds.info.resized_from == ()
+    assert "at their own 28x28 size (no resize)" in D.describe_stored_images(ds)["description"]
+    with pytest.raises(ValueError, match="every image under .* is 28x28; images of one size"):
+        D.load_dataset("imagefolder", tmp_path, input_size=32)
+    with pytest.raises(ValueError, match="input_size 28: digits images are 32x32"):
+        D.load_dataset("digits", input_size=28)
+    assert D.load_dataset("digits", input_size=32).info.eval_size == 32
 
 
 @pytest.mark.parametrize(

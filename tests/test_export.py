@@ -1,4 +1,5 @@
-"""Export of trained LruNets: standalone TorchScript/ONNX files, the CLI over a real MLflow store.
+"""Export of trained LruNets: standalone torch.export (pt2), ONNX and TorchScript files, the CLI
+over a real MLflow store.
 
 The standalone test loads the exported files in subprocesses that cannot import this project
 (no PYTHONPATH, cwd elsewhere) and classifies the real digits test split; the CLI tests build a
@@ -86,7 +87,12 @@ import numpy as np
 for mod in ("lrunet", "experiments", "trainables"):
     assert importlib.util.find_spec(mod) is None, mod
 x = np.load("x.npy"); y = np.load("y.npy")
-if sys.argv[1] == "torchscript":
+if sys.argv[1] == "pt2":
+    import torch
+    model = torch.export.load(sys.argv[2]).module()
+    with torch.no_grad():
+        pred = model(torch.from_numpy(x)).argmax(1).numpy()
+elif sys.argv[1] == "torchscript":
     import torch
     model = torch.jit.load(sys.argv[2])
     with torch.no_grad():
@@ -150,6 +156,7 @@ def test_exported_files_classify_like_the_eager_model_without_the_project(traine
     assert info["source"] == {"experiment": "unit", "run_id": "r1"}
     assert info["metrics"][M.TEST_ACC] == pytest.approx(eager)
     assert info["checks"]["onnx_max_abs_diff"] <= 1e-4
+    assert info["checks"]["pt2_max_abs_diff"] <= 1e-4
     counts = count(cfg)
     assert info["counts"]["params"] == counts.params == model.num_params()
     card = (folder / CARD_FILE).read_text()
@@ -167,7 +174,12 @@ def test_exported_files_classify_like_the_eager_model_without_the_project(traine
     weights = torch.load(folder / "weights.pt", weights_only=True)
     assert weights.keys() == model.state_dict().keys()
 
+    # the primary PyTorch format is torch.export's, shown first; TorchScript stays
+    assert "model.pt2" in card and card.index("torch.export.load") < card.index("torch.jit.load")
+
     # the same accuracy from torch alone and from onnxruntime alone, outside the project
+    pt2 = _standalone_accuracy(tmp_path / "elsewhere", data, "pt2", str(folder / "model.pt2"))
+    assert pt2 == pytest.approx(eager, abs=1e-9)
     ts = _standalone_accuracy(
         tmp_path / "elsewhere", data, "torchscript", str(folder / "model.torchscript.pt")
     )
@@ -248,6 +260,50 @@ def test_input_padding_is_inside_the_exported_model(trained, tmp_path):
     weights = torch.load(folder / "weights.pt", weights_only=True)
     assert weights.keys() == model.state_dict().keys()  # the bare network's, no wrapper prefix
     assert "zero-pads its 28x28 input by 2" in " ".join((folder / CARD_FILE).read_text().split())
+
+
+@pytest.mark.timeout(300)
+def test_pt2_has_a_free_batch_axis_and_the_test_split_is_counted_per_file(trained, tmp_path):
+    """model.pt2 loads with torch alone into a module taking any batch size; given the test
+    split, every exported file classifies it and the card states the count."""
+    cfg, model, data = trained
+    x = data.test_x.float() / 255
+    folder = export_model(
+        cfg,
+        model.state_dict(),
+        tmp_path,
+        recipe=RECIPE,
+        example=x[:32],
+        test=(x, data.test_y),
+        metadata={"dataset": "digits", "metrics": {M.TEST_ACC: -1.0}},
+    )
+    program = torch.export.load(str(folder / "model.pt2")).module()
+    with torch.no_grad():
+        for n in (1, 3, 100):
+            assert (program(x[:n]) - model(x[:n])).abs().max() <= 1e-4
+        right = int((model(x).argmax(1) == data.test_y).sum())
+    info = yaml.safe_load((folder / "config.yaml").read_text())
+    assert info["test"] == {
+        "images": len(data.test_y),
+        "correct": {"eager": right, "pt2": right, "onnx": right, "torchscript": right},
+    }
+    # the test accuracy is the one measured on the exported inputs, not the caller's number
+    assert info["metrics"][M.TEST_ACC] == pytest.approx(100.0 * right / len(data.test_y))
+    assert info["input"]["range"] == [0.0, 1.0] and info["input"]["dtype"] == "float32"
+    card = " ".join((folder / CARD_FILE).read_text().split())
+    assert f"({right:,} of {len(data.test_y):,} test images)" in card
+    assert "So do `model.pt2`, `model.onnx`, `model.torchscript.pt`" in card
+    assert "runs the network on the input as given (no resize, no padding" in card
+    with pytest.raises(ValueError, match="test: expected images shaped"):
+        export_model(
+            cfg,
+            model.state_dict(),
+            tmp_path / "bad",
+            recipe=RECIPE,
+            example=x[:8],
+            test=(x[:, :, :28, :28], data.test_y),
+            metadata={},
+        )
 
 
 def test_export_names_cannot_escape_the_output_folder():

@@ -13,7 +13,9 @@ the one dataset table, `lrunet.datasets` (re-exported here as `DatasetInfo`, `DA
                        <data_dir>/svhn/: the standard split without "extra" (73,257 / 26,032),
                        label 10 read as digit 0 as torchvision does
     imagefolder        <data_dir>/train/<class>/* and <data_dir>/test/<class>/*, decoded with PIL
-                       once, converted to RGB (L when every image is greyscale), resized to 32x32
+                       once, converted to RGB (L when every image is greyscale); classes, channels
+                       and size come from the files (see `_load_imagefolder`: images of one size
+                       are kept as they are, mixed sizes are resized and the resize recorded)
     digits             scikit-learn's bundled 8x8 digits upsampled to 32x32; always available
 
 Search metrics come from a validation split carved from the training set (`split_indices`): 10 %
@@ -32,8 +34,10 @@ import hashlib
 import os
 import pickle
 import struct
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -45,9 +49,10 @@ from lrunet.io import first_line, save_torch
 SPLIT_SEED = 20190521  # validation split and subsets; never the trial seed
 VAL_FRACTION = 0.1
 DIGITS_TEST_FRACTION = 0.2
-IMAGEFOLDER_SIZE = 32
+# an image folder of mixed sizes: PIL's filter for images resized to the common size
+IMAGEFOLDER_RESAMPLE = "bilinear"
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
-CACHE_FORMAT = 2
+CACHE_FORMAT = 3  # 3: an image folder's size is inferred, its resizes recorded in its info
 IMAGE_EXTENSIONS = (
     ".png",
     ".jpg",
@@ -105,7 +110,7 @@ class Dataset:
                 )
 
 
-_PROCESS_CACHE: dict[tuple[str, str], Dataset] = {}
+_PROCESS_CACHE: dict[tuple[str, str, int | None], Dataset] = {}
 
 
 def default_data_dir() -> Path:
@@ -116,33 +121,60 @@ def cache_dir() -> Path:
     return Path(os.environ.get("LRUNET_CACHE_DIR", Path.home() / ".cache" / "lrunet"))
 
 
-def dataset_info(name: str, data_dir: str | os.PathLike | None = None) -> DatasetInfo:
-    """The `DatasetInfo` of `name`; an image folder is read (and cached) to learn its classes."""
+def dataset_info(
+    name: str, data_dir: str | os.PathLike | None = None, *, input_size: int | None = None
+) -> DatasetInfo:
+    """The `DatasetInfo` of `name`; an image folder is read (and cached) to learn its classes,
+    channels and size."""
     name = _check_name(name)
     if name in DATASETS:
+        _check_input_size(name, input_size)
         return DATASETS[name]
-    return load_dataset(name, data_dir).info
+    return load_dataset(name, data_dir, input_size=input_size).info
 
 
 def load_dataset(
-    name: str, data_dir: str | os.PathLike | None = None, *, download: bool = False
+    name: str,
+    data_dir: str | os.PathLike | None = None,
+    *,
+    download: bool = False,
+    input_size: int | None = None,
 ) -> Dataset:
     """Load `name` into memory (see the module docstring for formats and search paths).
 
+    `input_size` is the side an image folder of mixed sizes is resized to (default: its most
+    common size); a folder whose images share one size keeps it, and asking for another is a
+    ValueError. The other datasets have their fixed size (the table in `lrunet.datasets`).
     Raises FileNotFoundError naming where it looked and how to get the data.
     """
     name = _check_name(name)
+    if name != "imagefolder":
+        _check_input_size(name, input_size)
+        input_size = None
+    elif input_size is not None and (
+        isinstance(input_size, bool) or not isinstance(input_size, int) or input_size < 2
+    ):
+        raise ValueError(f"input_size: expected an integer >= 2, got {input_size!r}")
     root = Path(data_dir) if data_dir is not None else default_data_dir()
     if name == "digits":
-        key = (name, "")
+        key = (name, "", None)
         if key not in _PROCESS_CACHE:
             _PROCESS_CACHE[key] = _load_digits()
         return _PROCESS_CACHE[key]
     files = _locate(name, root, download)
-    key = (name, str(files[0].parent.resolve()))
+    key = (name, str(files[0].parent.resolve()), input_size)
     if key not in _PROCESS_CACHE:
-        _PROCESS_CACHE[key] = _load_file_cached(name, files)
+        _PROCESS_CACHE[key] = _load_file_cached(name, files, input_size)
     return _PROCESS_CACHE[key]
+
+
+def _check_input_size(name: str, input_size: int | None) -> None:
+    size = DATASETS[name].eval_size
+    if input_size is not None and input_size != size:
+        raise ValueError(
+            f"input_size {input_size}: {name} images are {size}x{size}; only an image folder "
+            f"of mixed sizes can be resized (leave input_size out for {name})"
+        )
 
 
 def _check_name(name: str) -> str:
@@ -253,8 +285,11 @@ def _download(name: str, root: Path) -> None:
 # --- file cache ------------------------------------------------------------------------------
 
 
-def _fingerprint(name: str, files: list[Path]) -> str:
-    h = hashlib.sha256(f"{CACHE_FORMAT}:{name}:{IMAGEFOLDER_SIZE}".encode())
+def _fingerprint(name: str, files: list[Path], input_size: int | None = None) -> str:
+    # the target size is part of the key: one folder read at two sizes is two entries ("auto",
+    # the inferred size, is a function of the files hashed below)
+    target = input_size if input_size is not None else "auto"
+    h = hashlib.sha256(f"{CACHE_FORMAT}:{name}:{target}".encode())
     paths = [p for f in files for p in (sorted(f.rglob("*")) if f.is_dir() else [f])]
     for p in paths:
         st = p.stat()
@@ -262,14 +297,14 @@ def _fingerprint(name: str, files: list[Path]) -> str:
     return h.hexdigest()[:20]
 
 
-def _load_file_cached(name: str, files: list[Path]) -> Dataset:
-    path = cache_dir() / f"{name}-{_fingerprint(name, files)}.pt"
+def _load_file_cached(name: str, files: list[Path], input_size: int | None = None) -> Dataset:
+    path = cache_dir() / f"{name}-{_fingerprint(name, files, input_size)}.pt"
     if path.is_file():
         try:
             blob = torch.load(path, map_location="cpu", weights_only=True)
             return Dataset(
                 # a known dataset's info is code, not data: never trust an older cache's copy
-                DATASETS.get(name) or DatasetInfo(**blob["info"]),
+                DATASETS.get(name) or _info_from_cache(blob["info"]),
                 blob["train_x"],
                 blob["train_y"],
                 blob["test_x"],
@@ -279,7 +314,7 @@ def _load_file_cached(name: str, files: list[Path]) -> Dataset:
             )
         except Exception:  # a corrupt cache entry is rebuilt, never fatal
             pass
-    data = _LOADERS[name](files)
+    data = _load_imagefolder(files, input_size) if name == "imagefolder" else _LOADERS[name](files)
     blob = {
         "info": vars(data.info),
         "train_x": data.train_x,
@@ -294,6 +329,12 @@ def _load_file_cached(name: str, files: list[Path]) -> Dataset:
     except OSError:  # a read-only or full cache only costs the decoding time next time
         pass
     return data
+
+
+def _info_from_cache(raw: dict) -> DatasetInfo:
+    info = dict(raw)
+    info["resized_from"] = tuple(tuple(int(v) for v in s) for s in info.get("resized_from", ()))
+    return DatasetInfo(**info)
 
 
 # --- decoders --------------------------------------------------------------------------------
@@ -414,10 +455,23 @@ def _load_svhn(files: list[Path]) -> Dataset:
     )
 
 
-def _load_imagefolder(files: list[Path]) -> Dataset:
+GREY_MODES = ("L", "1", "I;16", "I")
+
+
+def _load_imagefolder(files: list[Path], input_size: int | None = None) -> Dataset:
+    """An image folder: classes from train/<class>/ (sorted), one channel (PIL mode L) when every
+    image is greyscale, else RGB; the size from the files themselves.
+
+    Images that all share one square size are stored as they are, never resized, so an exported
+    model takes the files' own pixels; asking for another `input_size` then is a ValueError.
+    Images of mixed sizes (or one non-square size) are resized with PIL's bilinear filter to
+    `input_size`, default the most common size (its longer side when not square); the sizes
+    resized are recorded in `DatasetInfo.resized_from`.
+    """
     from PIL import Image
 
     train_dir, test_dir = files
+    root = train_dir.parent
     classes = tuple(sorted(d.name for d in train_dir.iterdir() if d.is_dir()))
     if not classes:
         raise FileNotFoundError(f"imagefolder: no class folders in {train_dir}")
@@ -441,24 +495,30 @@ def _load_imagefolder(files: list[Path]) -> Dataset:
                 f"imagefolder: no images ({', '.join(IMAGE_EXTENSIONS)}) "
                 f"under {split_dir}/<class>/"
             )
-    images = {}
+    # headers first (PIL reads the size and mode without decoding): the size is settled, and
+    # a wrong input_size refused, before any pixel is decoded
+    sizes: Counter[tuple[int, int]] = Counter()
+    grey = True
     for p, _ in train_list + test_list:
         try:
             with Image.open(p) as im:
-                im.load()
-                images[p] = im.copy()
+                sizes[im.size] += 1
+                grey = grey and im.mode in GREY_MODES
         except OSError as e:
             raise ValueError(f"imagefolder: cannot decode {p}: {e}") from e
-    grey = all(im.mode in ("L", "1", "I;16", "I") for im in images.values())
+    size = _imagefolder_size(sizes, input_size, root)
     mode = "L" if grey else "RGB"
-    size = IMAGEFOLDER_SIZE
 
     def stack(items: list[tuple[Path, int]]) -> tuple[torch.Tensor, torch.Tensor]:
         arrays = []
         for p, _ in items:
-            im = images[p].convert(mode)
+            try:
+                with Image.open(p) as raw:
+                    im = raw.convert(mode)
+            except OSError as e:
+                raise ValueError(f"imagefolder: cannot decode {p}: {e}") from e
             if im.size != (size, size):
-                im = im.resize((size, size), Image.BILINEAR)
+                im = im.resize((size, size), Image.Resampling.BILINEAR)
             t = torch.frombuffer(bytearray(im.tobytes()), dtype=torch.uint8)
             arrays.append(t.view(size, size, -1).permute(2, 0, 1))
         return torch.stack(arrays), torch.tensor([y for _, y in items], dtype=torch.int64)
@@ -466,9 +526,75 @@ def _load_imagefolder(files: list[Path]) -> Dataset:
     train_x, train_y = stack(train_list)
     test_x, test_y = stack(test_list)
     info = DatasetInfo(
-        "imagefolder", len(classes), 1 if grey else 3, size, size, True, train_images=len(train_x)
+        "imagefolder",
+        len(classes),
+        1 if grey else 3,
+        size,
+        size,
+        True,
+        train_images=len(train_x),
+        resized_from=tuple(sorted(s for s in sizes if s != (size, size))),
     )
-    return Dataset(info, train_x, train_y, test_x, test_y, classes, str(train_dir.parent))
+    return Dataset(info, train_x, train_y, test_x, test_y, classes, str(root))
+
+
+def _imagefolder_size(sizes: Counter[tuple[int, int]], input_size: int | None, root: Path) -> int:
+    """The side every image of a folder is stored at (see `_load_imagefolder`)."""
+    if len(sizes) == 1:
+        ((w, h),) = sizes
+        if w == h:
+            if input_size is not None and input_size != w:
+                raise ValueError(
+                    f"imagefolder: input_size {input_size} asked for, but every image under "
+                    f"{root} is {w}x{w}; images of one size are used as stored, never resized "
+                    f"(so an exported model takes the files as they are): use input_size {w} "
+                    "or leave it out"
+                )
+            return w
+    if input_size is not None:
+        return input_size
+    # the most common size; ties go to the larger, then the wider image (a fixed choice)
+    (w, h), _ = max(sizes.items(), key=lambda kv: (kv[1], max(kv[0]), kv[0]))
+    return max(w, h)
+
+
+def describe_stored_images(data: Dataset) -> dict[str, Any]:
+    """How the stored images (what evaluation and an exported model take, as pixels / 255) were
+    made from the dataset's files: {"description": text, "pil_mode": "L"/"RGB" for an image
+    folder else None, "resized_from": [[w, h], ...], "resize": PIL filter or None}."""
+    info = data.info
+    s = info.eval_size
+    out: dict[str, Any] = {"pil_mode": None, "resized_from": [], "resize": None}
+    if info.name == "imagefolder":
+        mode = "L" if info.in_channels == 1 else "RGB"
+        text = (
+            f"the image files under {data.source}/test/<class>/, decoded with PIL and converted "
+            f"to mode {mode}"
+        )
+        if info.resized_from:
+            seen = ", ".join(f"{w}x{h}" for w, h in info.resized_from)
+            text += (
+                f"; every image not {s}x{s} (sizes seen, width x height: {seen}) resized to "
+                f"{s}x{s} with PIL's {IMAGEFOLDER_RESAMPLE} filter after the conversion; this "
+                "resize is not in the exported graph: resize images the same way first"
+            )
+            out["resize"] = IMAGEFOLDER_RESAMPLE
+        else:
+            text += f", at their own {s}x{s} size (no resize)"
+        out.update(
+            pil_mode=mode, resized_from=[list(r) for r in info.resized_from], description=text
+        )
+        return out
+    if info.name == "digits":
+        out["description"] = (
+            "scikit-learn's 8x8 digits (values 0-16) scaled by 255/16, upsampled to 32x32 with "
+            "torch's bilinear interpolation (align_corners=False) and rounded to uint8, as "
+            "`trainables.data` stores them (the upsampling is not in the exported graph)"
+        )
+        return out
+    colour = "greyscale" if info.in_channels == 1 else "RGB"
+    out["description"] = f"the dataset's own {s}x{s} {colour} images, as distributed"
+    return out
 
 
 def _load_digits() -> Dataset:
@@ -497,7 +623,6 @@ _LOADERS = {
     "cifar100": lambda files: _load_cifar("cifar100", files),
     "fashionmnist": _load_fashionmnist,
     "svhn": _load_svhn,
-    "imagefolder": _load_imagefolder,
 }
 
 
