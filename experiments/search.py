@@ -426,19 +426,10 @@ def folder_geometry(data_dir: str | None) -> GeometryFromData:
     def complete(name: str, given: Any) -> dict[str, int]:
         from trainables.data import load_dataset
 
-        data = load_dataset(name, data_dir)
-        info = data.info
         size = given.get("input_size")
-        if size is not None and size != info.eval_size:
-            if not info.resized_from:
-                load_dataset(name, data_dir, input_size=size)  # refuses: one size, never resized
-            s = info.eval_size
-            raise ValueError(
-                f"dataset.input_size {size}: the images under {data.source} are not all of "
-                f"one square size, and a search's trials read them resized to the most common "
-                f"size, {s}x{s}; use input_size {s} or leave it out, or resize the files to "
-                f"{size}x{size} first"
-            )
+        # one size: never resized (another size is refused); mixed sizes: resized to the
+        # space's input_size, else to the most common one, exactly as every trial reads them
+        info = load_dataset(name, data_dir, input_size=size).info
         return info.geometry
 
     return complete
@@ -652,6 +643,8 @@ def _fit(
         "subset": spec.training.subset,
         "max_epochs": max_epochs,
     }
+    if spec.dataset == "imagefolder":  # a folder of mixed sizes is read at the space's size
+        run["input_size"] = spec.geometry["input_size"]
     param_space = {**spec.fixed, RUN_KEY: run}
     tune_config = tune.TuneConfig(
         search_alg=search["searcher"],

@@ -40,7 +40,7 @@ from search_spaces.distributions import (
 # one dataset table (lrunet.datasets). Fashion-MNIST is counted at 28x28 as the paper does (its
 # MFLOPs are at the 28x28 test geometry, LRUNET_SPEC.md §2) although the reference trains on
 # 32x32 crops. The 8x8 sklearn digits are upsampled to 32x32 by the trainer. imagefolder has no
-# default: give its geometry in the file.
+# default: a search reads it from the folder (load_space's geometry_from_data).
 DATASET_GEOMETRY: dict[str, dict[str, int]] = {n: i.geometry for n, i in DATASET_TABLE.items()}
 DATASETS = DATASET_NAMES
 # Images available for training (an upper bound for `training.subset`).

@@ -139,10 +139,16 @@ def test_a_folder_of_mixed_sizes_is_resized_to_its_most_common_size_and_says_so(
     assert spec.geometry["input_size"] == 28
     data = D.load_dataset("imagefolder", mixed)
     assert data.info.resized_from == ((24, 30), (32, 32))
-    # another size than the trials read is refused in a search (it would be silently replaced)
+    # a space's input_size is honoured: the trials read the mixed folder resized to it
     text = SPACE.replace("dataset: imagefolder", "dataset: {name: imagefolder, input_size: 32}")
-    with pytest.raises(ValueError, match="not all of one square size.*most common size, 28x28"):
-        load_space(_space(tmp_path, text), geometry_from_data=geometry)
+    sized = load_space(_space(tmp_path, text), geometry_from_data=geometry)
+    assert sized.geometry["input_size"] == 32
+    from trainables.trainable import build_trainer
+
+    flat = {**sized.sample(0), "_run": {"dataset": "imagefolder", "data_dir": str(mixed),
+                                        "input_size": 32, "cpus": 1}}  # fmt: skip
+    trainer, _ = build_trainer(flat)
+    assert trainer.cfg.input_size == 32 and trainer.train_x.shape[-2:] == (32, 32)
 
     # the card of a model trained on it names the resize, which is not in the graph
     cfg = parse_name("1-LruNet-0.25x", **data.geometry)

@@ -51,7 +51,8 @@ log = logging.getLogger(__name__)
 class RunSpec:
     """Run settings of a trial (the `"_run"` dict). All optional.
 
-    dataset, data_dir, download: what to train on (`trainables.data.load_dataset`).
+    dataset, data_dir, download: what to train on (`trainables.data.load_dataset`);
+    input_size: the side an image folder of mixed sizes is resized to (the space's).
     subset: train on this many images of the training split (None: all).
     val_fraction: share of each class held out for validation (fixed seed, same for all trials).
     max_epochs: stop after this many epochs (default and maximum: the recipe's `epochs`, which is
@@ -65,6 +66,7 @@ class RunSpec:
     dataset: str = "digits"
     data_dir: str | None = None
     download: bool = False
+    input_size: int | None = None  # an image folder of mixed sizes is resized to it
     subset: int | None = None
     val_fraction: float = VAL_FRACTION
     max_epochs: int | None = None
@@ -122,7 +124,8 @@ def split_run_config(config: Mapping[str, Any]) -> tuple[dict[str, Any], RunSpec
 def build_trainer(config: Mapping[str, Any], cpus: int | None = None) -> tuple[Trainer, RunSpec]:
     """The `Trainer` a trial config describes (no Ray needed: the CLI and tests use it too)."""
     flat, spec = split_run_config(config)
-    data = load_dataset(spec.dataset, spec.data_dir, download=spec.download)
+    sized = {"input_size": spec.input_size} if spec.input_size is not None else {}
+    data = load_dataset(spec.dataset, spec.data_dir, download=spec.download, **sized)
     cfg, recipe = split_trial_config(flat, **data.geometry)
     if spec.max_epochs is not None and spec.max_epochs > recipe.epochs:
         raise ValueError(
