@@ -150,3 +150,14 @@ def test_resume_takes_the_newest_readable_checkpoint_and_names_what_tune_missed(
 
     with pytest.raises(RuntimeError, match="no checkpoint of this trial could be read"):
         resume_trainer(_digits_trainer(), ckpt[2], [ckpt[0], ckpt[2]])
+
+
+def test_a_trial_logs_one_line_per_epoch():
+    from lrunet import metrics as M
+    from trainables.trainable import epoch_line
+
+    m = {M.EPOCH: 2, M.TRAIN_LOSS: 0.5, M.VAL_ACC: 81.234, M.EPOCH_SECONDS: 3.2,
+         M.IMAGES_PER_SEC: 410.7}  # fmt: skip
+    line = epoch_line("1-LruNet-1x", m, 3)
+    assert line == "1-LruNet-1x epoch 2/3  train loss 0.5000  val acc 81.23%  3.2 s  411 images/s"
+    assert "\n" not in line and "\r" not in line

@@ -247,6 +247,15 @@ def write_checkpoint(trainer: Trainer, folder: str | Path) -> Path:
     return folder
 
 
+def epoch_line(arch: str, m: Mapping[str, Any], epochs: int) -> str:
+    """`<arch> epoch e/E  train loss ..  val acc ..%  .. s  .. images/s`, one line."""
+    val = f"val acc {m[M.VAL_ACC]:.2f}%  " if M.VAL_ACC in m else ""
+    return (
+        f"{arch} epoch {int(m[M.EPOCH])}/{epochs}  train loss {m[M.TRAIN_LOSS]:.4f}  {val}"
+        f"{m[M.EPOCH_SECONDS]:.1f} s  {m[M.IMAGES_PER_SEC]:.0f} images/s"
+    )
+
+
 def train_lrunet(config: dict[str, Any]) -> None:
     """Ray Tune function trainable: train, report every epoch, checkpoint, resume."""
     from ray import tune
@@ -263,6 +272,8 @@ def train_lrunet(config: dict[str, Any]) -> None:
     last = spec.max_epochs or trainer.recipe.epochs
     while trainer.epoch < last:
         result = {**trainer.train_epoch(), NODE_ID: node}
+        # one line per epoch in the trial's log (no per-batch progress in a trial)
+        print(epoch_line(trainer.cfg.name, result, last), flush=True)
         save = trainer.epoch % spec.checkpoint_every == 0 or trainer.epoch == last
         _report(trainer, result, save)
 
