@@ -330,7 +330,7 @@ def load_export_data(client, sel: Selected, model_file, data_dir: str | None):
 def export_one(args, client, experiment, sel: Selected, model_file, out: Path):
     """Export (after an optional retrain) one selected trial; returns (folder, Registration)."""
     from experiments.export import export_model, register_export, sanitise_alias
-    from trainables.data import describe_stored_images
+    from trainables.imagefolder import describe_stored_images
 
     data = load_export_data(client, sel, model_file, args.data_dir)
     cfg, recipe = model_file.model_cfg, model_file.recipe

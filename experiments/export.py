@@ -121,8 +121,9 @@ def export_model(
     `test` is (images, labels): the test split exactly as the exported model takes it (like
     `example`). The eager model and every exported file classify it; the counts go to config.yaml
     (`test`) and the card, and the eager count becomes `metrics.test_acc`. `images` says how the
-    stored images were made from the dataset's files (`trainables.data.describe_stored_images`:
-    description, pil_mode, resized_from, resize), for the card.
+    stored images were made from the dataset's files
+    (`trainables.imagefolder.describe_stored_images`: description, pil_mode, resized_from,
+    resize), for the card.
     """
     from experiments.model_card import model_card  # imported here: it reads this module's names
 

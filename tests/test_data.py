@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from trainables import data as D
 from trainables.augment import augment_batch, sample_affine
+from trainables.imagefolder import describe_stored_images
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -185,7 +186,7 @@ def test_imagefolder_of_mixed_sizes_records_its_resize_in_the_cache_too(tmp_path
     assert ds.train_x.shape == (8, 1, 28, 28) and ds.test_x.shape == (8, 1, 28, 28)
     assert ds.info.eval_size == 28 and ds.info.resized_from == ((20, 24), (32, 32))
     assert ds.info.in_channels == 1 and ds.train_x.float().mean().round() == 130
-    described = D.describe_stored_images(ds)
+    described = describe_stored_images(ds)
     assert described["resize"] == "bilinear" and described["resized_from"] == [[20, 24], [32, 32]]
     assert "20x24, 32x32" in described["description"]
     assert "not in the exported graph" in described["description"]
@@ -207,7 +208,7 @@ def test_imagefolder_of_one_size_is_never_resized(tmp_path):
             _write_png(tmp_path / split / c / "0.png", (28, 28), 7, mode="L")
     ds = D.load_dataset("imagefolder", tmp_path, input_size=28)  # the same size: fine
     assert ds.train_x.shape == (2, 1, 28, 28) and ds.info.resized_from == ()
-    assert "at their own 28x28 size (no resize)" in D.describe_stored_images(ds)["description"]
+    assert "at their own 28x28 size (no resize)" in describe_stored_images(ds)["description"]
     with pytest.raises(ValueError, match="every image under .* is 28x28; images of one size"):
         D.load_dataset("imagefolder", tmp_path, input_size=32)
     with pytest.raises(ValueError, match="input_size 28: digits images are 32x32"):

@@ -30,6 +30,7 @@ from search_spaces.loader import load_space
 from search_spaces.schema import SpaceError
 from tests.conftest import ROOT
 from trainables import data as D
+from trainables.imagefolder import describe_stored_images
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -161,7 +162,7 @@ def test_a_folder_of_mixed_sizes_is_resized_to_its_most_common_size_and_says_so(
         recipe=Recipe(epochs=1),
         example=x[:16],
         test=(x, data.test_y),
-        images=D.describe_stored_images(data),
+        images=describe_stored_images(data),
         metadata={"dataset": "imagefolder"},
     )
     info = yaml.safe_load((folder / "config.yaml").read_text())
