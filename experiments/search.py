@@ -7,7 +7,6 @@ storage folder, the flags) runs before Ray starts, so a typo costs a second, not
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -15,7 +14,7 @@ import re
 import shlex
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,14 @@ from typing import Any
 from experiments import tracking
 from experiments.front import Front, load_front, log_front
 from experiments.front_tables import front_table
+from experiments.ray_cluster import (
+    check_reachable,
+    check_resources,
+    default_concurrency,
+    local_offer,
+    ray_session,
+    token_auth_if_available,
+)
 from lrunet import metrics as M
 from lrunet.io import first_line
 from search_spaces.loader import GeometryFromData, load_space
@@ -173,75 +180,6 @@ def _choose_scheduler(o: SearchOptions, spec: SearchSpec, max_epochs: int):
     )
 
 
-def _ray_token_available() -> bool:
-    if os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH"):
-        return True
-    return (Path.home() / ".ray" / "auth_token").is_file()
-
-
-def _token_auth_if_available() -> None:
-    """RAY_AUTH_MODE=token when unset and a token is at hand (see `init_ray`)."""
-    if "RAY_AUTH_MODE" in os.environ or not _ray_token_available():
-        return
-    os.environ["RAY_AUTH_MODE"] = "token"
-    if "ray" in sys.modules:  # Ray caches its config when imported: refresh it, as Ray does
-        try:
-            from ray._raylet import Config
-
-            Config.initialize("")
-        except (ImportError, AttributeError):
-            pass
-
-
-def _check_reachable(address: str, timeout: float = 5.0) -> None:
-    """Fail fast when nothing listens at a HOST:PORT cluster address (Ray itself keeps retrying
-    for minutes)."""
-    import socket
-
-    host, sep, port = address.split("://", 1)[-1].rpartition(":")
-    if not sep or not port.isdigit() or not host:
-        return  # "auto", a bare host...: left to Ray
-    try:
-        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
-            pass
-    except OSError as e:
-        raise ConnectionError(
-            f"cannot join the Ray cluster at {address!r}: nothing answers on {host}:{port} "
-            f"({e.strerror or e}); start the head with "
-            f"'RAY_AUTH_MODE=token ray start --head --port {port}' "
-            '(README, "Running on a cluster") or drop --address to run locally'
-        ) from None
-
-
-def init_ray(address: str | None, cpus_hint: float) -> None:
-    """Join the cluster at `address` (or RAY_ADDRESS), else start a local Ray.
-
-    A local Ray has no dashboard and uses Ray's token authentication (Ray's default for a new
-    local cluster). When joining a cluster with a token at hand (~/.ray/auth_token,
-    RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH) and RAY_AUTH_MODE unset, token mode is switched on:
-    without it the driver would be refused by a token-protected cluster.
-    """
-    import ray
-
-    if ray.is_initialized():
-        return
-    address = address or os.environ.get("RAY_ADDRESS")
-    os.environ.setdefault("RAY_DEDUP_LOGS", "1")
-    if address:
-        _token_auth_if_available()
-        try:
-            ray.init(address=address, log_to_driver=True)
-        except (ConnectionError, RuntimeError, ValueError) as e:
-            raise ConnectionError(
-                f"cannot join the Ray cluster at {address!r} "
-                f"({first_line(e)[:200]}); start it with "
-                "'RAY_AUTH_MODE=token ray start --head', copy the head's ~/.ray/auth_token to "
-                "this machine, or drop --address to run locally"
-            ) from None
-    else:
-        ray.init(include_dashboard=False, log_to_driver=True)
-
-
 class ModelWriter:
     """Writes a finished trial's model file from its last checkpoint (driver side).
 
@@ -339,8 +277,8 @@ def run_search(o: SearchOptions) -> SearchResult:
     _check_flags(o)
     address = o.address or os.environ.get("RAY_ADDRESS")
     if address:
-        _check_reachable(address)
-        _token_auth_if_available()
+        check_reachable(address)
+        token_auth_if_available()
     uri = (
         o.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or tracking.default_tracking_uri()
     )
@@ -387,7 +325,7 @@ def run_search(o: SearchOptions) -> SearchResult:
     root = None if o.resume else _storage_root(o)
     if not address:  # a local Ray offers this machine: checked before Ray starts
         check_resources(o.cpus_per_trial, o.gpus_per_trial, False, [local_offer()])
-    with _ray_session(o):
+    with ray_session(o):
         # what trials ask of a node is checked against what the nodes offer before any run is
         # created: Tune would otherwise wait forever for a node that cannot exist
         check_resources(o.cpus_per_trial, o.gpus_per_trial, bool(address))
@@ -556,60 +494,6 @@ def _build(
     }
 
 
-def local_offer() -> tuple[float, float]:
-    """(CPUs, GPUs) a local Ray would offer: this process's CPUs, torch's visible GPUs."""
-    import torch
-
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return float(cpus or 1), float(torch.cuda.device_count())
-
-
-def check_resources(
-    cpus_per_trial: float,
-    gpus_per_trial: float,
-    cluster: bool,
-    offers: list[tuple[float, float]] | None = None,
-) -> None:
-    """ValueError naming what the nodes have when no node can host one trial. `offers`: (CPUs,
-    GPUs) per node; default: the alive nodes of the Ray this process is connected to."""
-    if offers is None:
-        import ray
-
-        offers = [
-            (n["Resources"].get("CPU", 0.0), n["Resources"].get("GPU", 0.0))
-            for n in ray.nodes()
-            if n.get("Alive")
-        ]
-    where = "node of the cluster" if cluster else "node (this machine)"
-    have = "; ".join(f"{c:g} CPUs, {g:g} GPUs" for c, g in offers) or "no node"
-    if gpus_per_trial > max((g for _, g in offers), default=0.0):
-        fix = "or 0 to train on CPUs" if not any(g for _, g in offers) else "or add GPU nodes"
-        raise ValueError(
-            f"--gpus-per-trial {gpus_per_trial:g}: no {where} offers that many GPUs ({have}); "
-            f"lower --gpus-per-trial, {fix}"
-        )
-    if cpus_per_trial > max((c for c, _ in offers), default=0.0):
-        raise ValueError(
-            f"--cpus-per-trial {cpus_per_trial:g}: no {where} offers that many CPUs ({have}); "
-            "lower --cpus-per-trial"
-        )
-
-
-@contextlib.contextmanager
-def _ray_session(o: SearchOptions) -> Iterator[None]:
-    """Ray for the search: joined or started here; a local Ray started here is stopped on the
-    way out (not by an atexit hook after the summary is printed), one the caller started is not."""
-    import ray
-
-    started = not ray.is_initialized()
-    init_ray(o.address, o.cpus_per_trial)
-    try:
-        yield
-    finally:
-        if started:
-            ray.shutdown()
-
-
 def _fit(
     o: SearchOptions,
     spec: SearchSpec,
@@ -650,7 +534,7 @@ def _fit(
         search_alg=search["searcher"],
         scheduler=search["scheduler"],
         num_samples=spec.training.num_samples,
-        max_concurrent_trials=o.max_concurrent or _default_concurrency(o),
+        max_concurrent_trials=o.max_concurrent or default_concurrency(o),
         reuse_actors=True,
         trial_dirname_creator=_trial_dirname,
     )
@@ -671,16 +555,6 @@ def _fit(
 def _trial_dirname(trial) -> str:
     """Short trial folders (Ray's default spells the whole config into the path)."""
     return f"trial_{trial.trial_id}"
-
-
-def _default_concurrency(o: SearchOptions) -> int:
-    import ray
-
-    res = ray.cluster_resources()
-    by_cpu = int(res.get("CPU", 1) // o.cpus_per_trial) or 1
-    if o.gpus_per_trial > 0:
-        return max(1, min(by_cpu, int(res.get("GPU", 0) // o.gpus_per_trial)))
-    return max(1, by_cpu)
 
 
 def front_url(base: str, experiment_id: str, first_metric: str) -> str:
