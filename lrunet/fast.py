@@ -154,7 +154,7 @@ def _bn(bn: nn.BatchNorm2d, z: torch.Tensor) -> torch.Tensor:
     )
 
 
-def _affine(bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+def bn_affine(bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
     """Eval-mode BN as y * scale + shift (differentiable in weight and bias)."""
     scale = torch.rsqrt(bn.running_var + bn.eps)
     shift = -bn.running_mean * scale
@@ -199,8 +199,8 @@ def eval_pass(
 ) -> torch.Tensor:
     """The same pass with running statistics: both BNs folded into the convolutions."""
     c = x.shape[1]
-    s1, b1 = _affine(bn_dw)  # over the 2F dw channels
-    s2, b2 = _affine(bn_pw)  # over the F pw channels
+    s1, b1 = bn_affine(bn_dw)  # over the 2F dw channels
+    s2, b2 = bn_affine(bn_pw)  # over the F pw channels
     dw = dw_weight * s1.view(-1, 1, 1, 1)
     pw = pw_weight * s2.view(-1, 1, 1, 1)
     # pw(b1) per output channel: group j's rows times the dw shifts of group j's inputs

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lrunet.families.dacnn import CONV_FIX_WIDTH, DacnnConfig
+from lrunet.fast import bn_affine
 
 
 def dead_params(cfg: DacnnConfig) -> set[str]:
@@ -75,13 +76,7 @@ def _conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d, x: torch.Tensor, fold: bool) -
     and bias absorb the BN's affine map."""
     if not fold or bn.training or bn.running_mean is None or bn.running_var is None:
         return bn(conv(x))
-    scale = torch.rsqrt(bn.running_var + bn.eps)
-    shift = -bn.running_mean * scale
-    if bn.weight is not None:
-        scale = scale * bn.weight
-        shift = shift * bn.weight
-    if bn.bias is not None:
-        shift = shift + bn.bias
+    scale, shift = bn_affine(bn)
     bias = shift if conv.bias is None else conv.bias * scale + shift
     weight = conv.weight * scale.view(-1, 1, 1, 1)
     return F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
