@@ -17,10 +17,12 @@ every path that holds it) and `parameters()` lists each once either way.
 
 Speed (benchmarks/RESULTS.md, "DACNN and Table 7 baselines"): in eval mode (running statistics)
 every conv -> BN pair is one conv with the BN folded into its weights and bias, the same function
-up to float rounding, differentiable in the same parameters: +15-17 % eval images/s on the CPU.
-`forward_plain` is the module-by-module pass (training always takes it; `count_by_hooks` uses it
-to see every module). ReLUs and the residual add are in place. Training is 80-85 % oneDNN
-convolutions (channels_last, `lrunet.fast.prepare_for_device`); nothing else measured paid.
+up to float rounding, differentiable in the same parameters: +13-31 % eval images/s on the CPU
+at the trainer's eval batch of 500 (noise-level at 32-128). `forward_plain` is the
+module-by-module pass (`count_by_hooks` uses it to see every module); a BN in training mode never
+folds, so training makes the same module calls. ReLUs and the residual add are in place. A
+training step is 68-83 % oneDNN convolutions (channels_last, `lrunet.fast.prepare_for_device`);
+nothing else measured on the model side paid.
 """
 
 from __future__ import annotations
