@@ -161,7 +161,7 @@ SOURCES = sorted(
 )
 # pickle is only for files that are pickles by definition, and never for weights or checkpoints
 PICKLE_ALLOWED = {
-    "trainables/data.py",  # the official CIFAR-10/100 batches are Python pickles
+    "trainables/formats.py",  # the official CIFAR-10/100 batches are Python pickles
     "experiments/searchers.py",  # Tune's searcher state, written by the searcher itself
 }
 
