@@ -300,7 +300,7 @@ def search_data_dir(client, parent_run_id: str | None) -> str | None:
     """The data folder the search of `parent_run_id` read (its state file), or None."""
     import json
 
-    from experiments.search import STATE_FILE
+    from experiments.search_state import STATE_FILE
 
     if not parent_run_id:
         return None

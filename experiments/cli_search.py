@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from experiments.search import SCHEDULERS, SearchOptions, run_search, summary
+from experiments.search import SCHEDULERS, SearchOptions, run_search
+from experiments.search_summary import summary
 
 
 def _positive_int(text: str) -> int:

@@ -46,7 +46,7 @@ def newest_search(client):
 
 
 def _lines(base: str, client) -> list[str]:
-    from experiments.search import front_url
+    from experiments.search_summary import front_url
 
     exp, parent = newest_search(client)
     if parent is None:

@@ -7,12 +7,9 @@ storage folder, the flags) runs before Ray starts, so a typo costs a second, not
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
-import shlex
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -21,7 +18,6 @@ from typing import Any
 
 from experiments import tracking
 from experiments.front import Front, load_front, log_front
-from experiments.front_tables import front_table
 from experiments.ray_cluster import (
     check_reachable,
     check_resources,
@@ -30,15 +26,14 @@ from experiments.ray_cluster import (
     ray_session,
     token_auth_if_available,
 )
+from experiments.search_state import log_parent, resume_state, space_file, write_state
 from lrunet import metrics as M
-from lrunet.io import first_line
 from search_spaces.loader import GeometryFromData, load_space
 from search_spaces.spec import SearchSpec
 
 log = logging.getLogger(__name__)
 
 SCHEDULERS = ("auto", "asha", "moasha", "fifo")
-STATE_FILE = "lrunet_search.json"  # beside Ray's experiment state: what --resume needs
 
 
 @dataclass
@@ -258,16 +253,16 @@ def _open_parent(o, spec, uri, state, root, experiment_name, data_dir, client):
             },
         )
         parent_id = parent.info.run_id
-        _log_parent(client, parent_id, o, spec, storage_dir)
+        log_parent(client, parent_id, o, spec, storage_dir)
         state = {
             "parent_run_id": parent_id,
-            "space_path": str(Path(_space_file(spec)).resolve()),
+            "space_path": str(Path(space_file(spec)).resolve()),
             "overrides": _overrides(o, folder_geometry(data_dir)),
             "storage_dir": storage_dir,
             "data_dir": data_dir,
             "options": {k: v for k, v in asdict(o).items() if k != "argv"},
         }
-        _write_state(client, parent_id, state)
+        write_state(client, parent_id, state)
     return parent_id, client, exp_id, storage_dir
 
 
@@ -287,7 +282,7 @@ def run_search(o: SearchOptions) -> SearchResult:
     state: dict[str, Any] = {}
     if o.resume:
         client = tracking.client_for(uri)
-        state = _resume_state(client, o.resume)
+        state = resume_state(client, o.resume)
         o.space = state["space_path"]
         for k in RESUMED_OPTIONS:  # the interrupted search's settings, not today's defaults
             if k in state.get("options", {}):
@@ -379,80 +374,6 @@ def optuna_storage_url(storage_dir: str) -> str | None:
         return None
     Path(storage_dir).mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{Path(storage_dir) / 'optuna.db'}"
-
-
-def _space_file(spec: SearchSpec) -> str:
-    from search_spaces.loader import resolve_space
-
-    return str(resolve_space(spec.path if os.path.exists(spec.path) else spec.name)[0])
-
-
-def _log_parent(
-    client, parent_id: str, o: SearchOptions, spec: SearchSpec, storage_dir: str
-) -> None:
-    params = {
-        "space": spec.name,
-        "family": spec.family,
-        "dataset": spec.dataset,
-        "searcher": o.searcher,
-        "scheduler": o.scheduler,
-        "max_epochs": spec.training.max_epochs,
-        "grace_epochs": spec.training.grace_epochs,
-        "reduction_factor": spec.training.reduction_factor,
-        "num_samples": spec.training.num_samples,
-        "subset": spec.training.subset,
-        "objectives": ",".join(spec.metrics),
-        "modes": ",".join(spec.modes),
-        "reference_point": ",".join(repr(float(x)) for x in spec.reference_point),
-        "max_params": spec.budgets.max_params,
-        "max_mflops": spec.budgets.max_mflops,
-        "cpus_per_trial": o.cpus_per_trial,
-        "gpus_per_trial": o.gpus_per_trial,
-        "seed": o.seed,
-        "storage_dir": storage_dir,
-    }
-    for k, v in params.items():
-        client.log_param(parent_id, k, str(v))
-    client.log_artifact(parent_id, _space_file(spec), "space")
-    cmd = " ".join(shlex.quote(a) for a in (o.argv or [sys.argv[0], *sys.argv[1:]]))
-    client.log_text(
-        parent_id, f"cd {shlex.quote(os.getcwd())}\n{sys.executable} {cmd}\n", "command.txt"
-    )
-    client.set_tag(parent_id, "command", cmd[:5000])
-
-
-def _write_state(client, parent_id: str, state: dict[str, Any]) -> None:
-    client.log_text(parent_id, json.dumps(state, indent=2, default=str), STATE_FILE)
-
-
-def _resume_state(client, experiment_name: str) -> dict[str, Any]:
-    exp = tracking.find_experiment(client, experiment_name)
-    parent = tracking.latest_parent_run(client, exp.experiment_id)
-    if parent is None:
-        raise ValueError(f"experiment {experiment_name!r} has no search to resume")
-    if parent.data.tags.get("search_status") == "finished":
-        raise ValueError(
-            f"the newest search of {experiment_name!r} ({parent.info.run_name}) "
-            "already finished; start a new one with --space"
-        )
-    import tempfile
-
-    try:
-        with tempfile.TemporaryDirectory(prefix="lrunet-resume-") as d:
-            local = client.download_artifacts(parent.info.run_id, STATE_FILE, d)
-            text = Path(local).read_text()
-    except Exception as e:
-        raise ValueError(
-            f"search run {parent.info.run_id} has no readable {STATE_FILE} "
-            f"({first_line(e)[:120]}); it cannot be resumed, "
-            "start a new search with --space"
-        ) from None
-    state = json.loads(text)
-    if not Path(state["space_path"]).is_file():
-        raise FileNotFoundError(
-            f"the search's space file {state['space_path']} is gone; restore it to resume"
-        )
-    return state
 
 
 def _build(
@@ -555,44 +476,3 @@ def _fit(
 def _trial_dirname(trial) -> str:
     """Short trial folders (Ray's default spells the whole config into the path)."""
     return f"trial_{trial.trial_id}"
-
-
-def front_url(base: str, experiment_id: str, first_metric: str) -> str:
-    """The MLflow UI's runs table of an experiment, filtered to the front and sorted by the first
-    objective (MLflow 3 opens experiments on another tab and hides filtered children under their
-    collapsed parent otherwise)."""
-    query = (
-        "workflowType=machine_learning&searchFilter=tags.pareto%20%3D%20%27true%27"
-        f"&orderByKey=metrics.%60{first_metric}%60&orderByAsc=false"
-    )
-    return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs?{query}"
-
-
-def summary(result: SearchResult) -> str:
-    f = result.front
-    local = not result.tracking_uri.startswith("http")
-    base = "http://127.0.0.1:5000" if local else result.tracking_uri
-    lines = [
-        "",
-        f"Pareto front of {result.experiment_name} ({', '.join(f.metrics)}):",
-        "",
-        front_table(f),
-        "",
-        f"search finished in {result.elapsed_s / 60:.1f} min; "
-        f"{result.infeasible} proposal(s) rejected as over budget before training",
-        "Open it in the MLflow UI:",
-    ]
-    if local:
-        lines.append(
-            f"  mlflow ui --backend-store-uri {shlex.quote(result.tracking_uri)} "
-            "--host 127.0.0.1 --port 5000"
-        )
-    lines += [
-        f"  then {front_url(base, result.experiment_id, f.metrics[0])}"
-        if local
-        else f"  {front_url(base, result.experiment_id, f.metrics[0])}",
-        f"Export the front:  python launch.py export --experiment "
-        f"{shlex.quote(result.experiment_name)} --pareto --out exports "
-        f"--tracking-uri {shlex.quote(result.tracking_uri)}",
-    ]
-    return "\n".join(lines)
