@@ -7,6 +7,7 @@ storage folder, the flags) runs before Ray starts, so a typo costs a second, not
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import re
@@ -16,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from experiments import tracking
+from experiments import tracking, trial_tracker
 from experiments.front import Front, load_front, log_front
 from experiments.ray_cluster import (
     check_reachable,
@@ -60,6 +61,12 @@ class SearchOptions:
     seed: int = 0
     verbose: int = 1
     argv: list[str] = field(default_factory=list)
+    # merged into the space file like the flags above (`launch.py reproduce --epochs` shortens
+    # the recipe's epochs with the budget)
+    space_overrides: dict[str, Any] = field(default_factory=dict)
+    # a metric: each trial keeps its best checkpoint by it beside its last (`launch.py reproduce`
+    # scores the validation-selected checkpoint on the test set)
+    keep_best: str | None = None
 
 
 @dataclass
@@ -95,7 +102,9 @@ def _overrides(o: SearchOptions, geometry: GeometryFromData | None = None) -> di
         grace = _load(o.space, geometry_from_data=geometry).training.grace_epochs
         if grace > o.max_epochs:
             training["grace_epochs"] = o.max_epochs
-    out: dict[str, Any] = {"training": training} if training else {}
+    out: dict[str, Any] = copy.deepcopy(o.space_overrides)
+    if training:
+        out["training"] = {**out.get("training", {}), **training}
     if o.dataset:
         out["dataset"] = o.dataset
     return out
@@ -388,7 +397,7 @@ def _build(
     """Searcher, scheduler and MLflow callback (Ray's search/scheduler imports start here)."""
     from experiments.searchers import build_searcher
 
-    callback = tracking.make_trial_callback(
+    callback = trial_tracker.make_trial_callback(
         client,
         exp_id,
         parent_id,
@@ -464,7 +473,11 @@ def _fit(
         storage_path=root,
         callbacks=[search["callback"]],
         failure_config=tune.FailureConfig(max_failures=o.max_failures),
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+        checkpoint_config=tune.CheckpointConfig(
+            num_to_keep=1,  # Ray keeps the latest too: with keep_best, the best and the last
+            checkpoint_score_attribute=o.keep_best,
+            checkpoint_score_order=M.OBJECTIVES.get(o.keep_best or "", "max"),
+        ),
         verbose=o.verbose,
     )
     tuner = tune.Tuner(

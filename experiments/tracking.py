@@ -1,5 +1,5 @@
-"""MLflow wiring, in one place: the store, the parent run, and a Ray Tune callback that mirrors
-every trial into a nested run.
+"""MLflow wiring, in one place: the store, experiments, the parent and trial runs' tags, and
+finding runs again.
 
 Everything here runs in the driver process, the only writer, so the default SQLite store never sees
 concurrent writers. A trial's run is found again by its tags (`mlflow.parentRunId` + `trial_id`),
@@ -17,8 +17,8 @@ numeric metric of `lrunet.metrics` a trial reports, with step = epoch, one value
 completed trial also holds `model/model.pt` (`experiments.model_file.save_model_file`), which
 `launch.py export` reads.
 
-If the tracking server goes away mid-run, writes are kept in order in an in-memory queue, retried
-every few seconds and, at the end, for up to `FINAL_FLUSH_S`, so metrics are delayed, not lost.
+The Ray Tune callback that writes the trial runs is `experiments.trial_tracker`; its writes are
+buffered through a tracking-server outage by `experiments.mlflow_writer`.
 """
 
 from __future__ import annotations
@@ -26,21 +26,16 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import os
 import re
-import tempfile
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from lrunet import metrics as M
-from lrunet.io import first_line
 from lrunet.recipe import flat_trial_config, split_trial_config
-from lrunet.registry import DEFAULT_FAMILY, FAMILY_KEY
 
 log = logging.getLogger(__name__)
 
@@ -200,85 +195,6 @@ def trial_params(
     return cfg.name, params
 
 
-class BufferedWriter:
-    """MLflow writes that survive a tracking server going away.
-
-    Each write is a thunk run in submission order. A failure (server down, timeout, 5xx) keeps it
-    and everything after it queued; the queue is retried at most every `retry_every_s` seconds on
-    later writes (so an outage does not stall Tune on every event) and with patience by `flush`.
-    A thunk may resolve its run lazily, so even a trial that starts during an outage gets its run.
-    """
-
-    def __init__(self, client, retry_every_s: float = 5.0) -> None:
-        self.client = client
-        self.retry_every_s = retry_every_s
-        self.pending: list[tuple[str, Callable[[], Any]]] = []
-        self.warned = False
-        self._next_try = 0.0
-
-    def __call__(self, method: str, *args: Any, **kwargs: Any) -> None:
-        """Queue `client.<method>(*args, **kwargs)`."""
-        self.submit(method, lambda: getattr(self.client, method)(*args, **kwargs))
-
-    def submit(self, what: str, thunk: Callable[[], Any]) -> None:
-        self.pending.append((what, thunk))
-        if time.monotonic() >= self._next_try:
-            self.flush(attempts=1)
-
-    def flush(self, attempts: int = 1, wait_s: float = 2.0) -> bool:
-        for attempt in range(attempts):
-            while self.pending:
-                what, thunk = self.pending[0]
-                try:
-                    thunk()
-                except Exception as e:
-                    if _is_permanent(e):
-                        log.warning("MLflow rejected %s: %s", what, first_line(e))
-                        self.pending.pop(0)
-                        continue
-                    if not self.warned:
-                        log.warning(
-                            "MLflow unreachable (%s); buffering %d write(s) for retry",
-                            first_line(e)[:160],
-                            len(self.pending),
-                        )
-                        self.warned = True
-                    self._next_try = time.monotonic() + self.retry_every_s
-                    break
-                self.pending.pop(0)
-            if not self.pending:
-                if self.warned:
-                    log.warning("MLflow reachable again; buffered writes delivered")
-                    self.warned = False
-                self._next_try = 0.0
-                return True
-            if attempt + 1 < attempts:
-                time.sleep(wait_s)
-        return False
-
-
-def _is_permanent(e: Exception) -> bool:
-    """An error that retrying cannot fix (a bad value, a bug): logged and dropped."""
-    if isinstance(e, (TypeError, KeyError, AttributeError)):
-        return True
-    code = getattr(e, "error_code", "")
-    return code in (
-        "INVALID_PARAMETER_VALUE",
-        "RESOURCE_ALREADY_EXISTS",
-        "RESOURCE_DOES_NOT_EXIST",
-        "BAD_REQUEST",
-    )
-
-
-def _metrics_of(result: Mapping[str, Any]) -> dict[str, float]:
-    out = {}
-    for k in LOGGED_METRICS:
-        v = result.get(k)
-        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
-            out[k] = float(v)
-    return out
-
-
 def config_hash(flat: Mapping[str, Any]) -> str:
     """A short stable key of a flat trial config (infeasible records are kept once per config)."""
     text = json.dumps({k: flat[k] for k in sorted(flat)}, default=str, sort_keys=True)
@@ -286,350 +202,6 @@ def config_hash(flat: Mapping[str, Any]) -> str:
 
 
 NODE_TAG, RETRIES_TAG, RECOMPUTED_TAG = "node_id", "retries", "recomputed_epochs"
-FINAL_FLUSH_S = 120.0
-
-
-class _TrialTracker:
-    """The body of the Ray Tune callback built by `make_trial_callback` (module docstring).
-
-    The callback is pickled into Tune's experiment state and comes back on `Tuner.restore`: it
-    pickles by reference with only its settings (the MLflow client is rebuilt from the URI), and
-    every run it needs is found again by tags, so a resumed search writes into the same runs.
-    """
-
-    def __init__(
-        self,
-        tracking_uri: str,
-        experiment_id: str,
-        parent_run_id: str,
-        *,
-        dataset: str,
-        geometry: Mapping[str, int],
-        max_epochs: int,
-        model_writer: Callable[[Any, Path], bool] | None = None,
-    ) -> None:
-        self.settings = {
-            "tracking_uri": tracking_uri,
-            "experiment_id": experiment_id,
-            "parent_run_id": parent_run_id,
-            "dataset": dataset,
-            "geometry": dict(geometry),
-            "max_epochs": max_epochs,
-            "model_writer": model_writer,
-        }
-        self._setup()
-
-    def _setup(self) -> None:
-        s = self.settings
-        self.uri, self.experiment_id, self.parent_run_id = (
-            s["tracking_uri"],
-            s["experiment_id"],
-            s["parent_run_id"],
-        )
-        self.dataset, self.geometry, self.max_epochs = s["dataset"], s["geometry"], s["max_epochs"]
-        self.model_writer = s["model_writer"]
-        self.client = client_for(self.uri)
-        self.writer = BufferedWriter(self.client)
-        self.run_ids: dict[str, str] = {}
-        self.logged_step: dict[str, int] = {}  # trial id -> last step in MLflow
-        self.node: dict[str, str] = {}
-        self.recomputed: dict[str, int] = {}
-        self.infeasible_keys: set[str] | None = None
-        self.reconciled = False
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {"settings": self.settings}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.settings = state["settings"]
-        self._setup()
-
-    # --- runs -------------------------------------------------------------------------------
-    def run_id(self, trial) -> str:
-        """The trial's run: cached, else found by tags (resume), else created."""
-        tid = trial.trial_id
-        if tid in self.run_ids:
-            return self.run_ids[tid]
-        c = self.client
-        found = c.search_runs(
-            [self.experiment_id],
-            f"tags.`{PARENT_TAG}` = '{self.parent_run_id}' and tags.trial_id = '{tid}'",
-            max_results=1,
-        )
-        if found:
-            run = found[0]
-            run_id = run.info.run_id
-            history = c.get_metric_history(run_id, M.TRAIN_LOSS)
-            self.logged_step[tid] = max((m.step for m in history), default=0)
-            self.node[tid] = run.data.tags.get(NODE_TAG, "")
-            self.recomputed[tid] = int(run.data.tags.get(RECOMPUTED_TAG, 0))
-            if run.info.status != "RUNNING" and trial.status not in ("TERMINATED", "ERROR"):
-                c.update_run(run_id, status="RUNNING")  # resumed (an errored trial: retried)
-                c.set_tag(run_id, STATUS_TAG, RUNNING)
-                if "failure_reason" in run.data.tags:
-                    c.delete_tag(run_id, "failure_reason")
-        else:
-            flat = {k: v for k, v in trial.config.items() if not k.startswith("_run")}
-            arch, params = trial_params(flat, self.geometry, self.dataset)
-            run = c.create_run(
-                self.experiment_id,
-                run_name=arch,
-                tags={
-                    PARENT_TAG: self.parent_run_id,
-                    ROLE_TAG: TRIAL_ROLE,
-                    "trial_id": tid,
-                    "arch": arch,
-                    FAMILY_KEY: params.get(FAMILY_KEY, DEFAULT_FAMILY),
-                    "dataset": self.dataset,
-                    STATUS_TAG: RUNNING,
-                },
-            )
-            run_id = run.info.run_id
-            c.log_batch(run_id, params=_params(params))
-            self.logged_step[tid] = 0
-        self.run_ids[tid] = run_id
-        return run_id
-
-    def _on_run(self, what: str, trial, fn: Callable[[str], Any]) -> None:
-        """Queue `fn(run_id)` for the trial's run (resolved when the write happens)."""
-        self.writer.submit(what, lambda: fn(self.run_id(trial)))
-
-    # --- Tune hooks ---------------------------------------------------------------------------
-    def on_step_begin(self, iteration, trials, **info):
-        if not self.reconciled:
-            self.reconciled = True
-            snapshot = list(trials)
-            self.writer.submit("reconcile", lambda: self._reconcile(snapshot))
-
-    def on_trial_start(self, iteration, trials, trial, **info):
-        self._on_run("create run", trial, lambda rid: None)
-
-    def on_trial_result(self, iteration, trials, trial, result, **info):
-        step = int(result.get(M.EPOCH, result.get("training_iteration", 0)))
-        metrics = _metrics_of(result)
-        node = str(result.get(NODE_TAG) or "")
-        replayed = bool(result.get(M.REPLAYED))
-        ts = int(time.time() * 1000)
-        self._on_run(
-            "log metrics",
-            trial,
-            lambda rid: self._log_result(trial, rid, step, metrics, node, ts, replayed),
-        )
-
-    def _log_result(
-        self,
-        trial,
-        run_id: str,
-        step: int,
-        metrics: dict[str, float],
-        node: str,
-        ts: int,
-        replayed: bool = False,
-    ) -> None:
-        from mlflow.entities import Metric, RunTag
-
-        tid = trial.trial_id
-        tags = []
-        if node and node != self.node.get(tid):
-            tags.append(RunTag(NODE_TAG, node))
-        if step <= self.logged_step.get(tid, 0):
-            # an epoch already in MLflow came again: keep the first value. Reported again from
-            # its checkpoint after a crash (replayed) it was not trained twice; otherwise the
-            # trial went back to an older checkpoint and the recomputation is counted.
-            if not replayed:
-                self.recomputed[tid] = self.recomputed.get(tid, 0) + 1
-                tags.append(RunTag(RECOMPUTED_TAG, str(self.recomputed[tid])))
-            metrics = {}
-        batch = [Metric(k, v, ts, step) for k, v in metrics.items()]
-        if batch or tags:
-            self.client.log_batch(run_id, metrics=batch, tags=tags)
-        if node:
-            self.node[tid] = node
-        if batch:
-            self.logged_step[tid] = step
-
-    def on_trial_recover(self, iteration, trials, trial, **info):
-        n = str(getattr(getattr(trial, "run_metadata", None), "num_failures", 1))
-        reason = failure_reason(trial)
-
-        def tag(rid: str) -> None:
-            self.client.set_tag(rid, RETRIES_TAG, n)
-            self.client.set_tag(rid, "last_retry_reason", reason)
-
-        self._on_run("tag retry", trial, tag)
-
-    def on_trial_complete(self, iteration, trials, trial, **info):
-        epoch = self._epoch(trial)
-        self._on_run("finish run", trial, lambda rid: self._finish(trial, rid, epoch))
-
-    def _finish(self, trial, run_id: str, epoch: int) -> None:
-        status = COMPLETED if epoch >= self.max_epochs else STOPPED_EARLY
-        if status == COMPLETED and self.model_writer is not None:
-            self._log_model(trial, run_id)
-        self.client.set_tag(run_id, "stopped_at_epoch", str(epoch))
-        self.client.set_tag(run_id, STATUS_TAG, status)
-        self.client.set_terminated(run_id, "FINISHED")
-
-    def on_trial_error(self, iteration, trials, trial, **info):
-        epoch, reason = self._epoch(trial), failure_reason(trial)
-        self._on_run("fail run", trial, lambda rid: self._fail(rid, epoch, reason))
-
-    def _fail(self, run_id: str, epoch: int, reason: str) -> None:
-        self.client.set_tag(run_id, "stopped_at_epoch", str(epoch))
-        self.client.set_tag(run_id, "failure_reason", reason)
-        self.client.set_tag(run_id, STATUS_TAG, FAILED)
-        self.client.set_terminated(run_id, "FAILED")
-
-    def on_experiment_end(self, trials, **info):
-        # Trials that never ended (the driver is stopping) are marked so no run stays RUNNING;
-        # `--resume` turns them back to RUNNING.
-        for trial in trials:
-            if trial.status in ("PENDING", "RUNNING", "PAUSED") and trial.trial_id in self.run_ids:
-                rid = self.run_ids[trial.trial_id]
-                self.writer("set_tag", rid, STATUS_TAG, "interrupted")
-                self.writer("set_terminated", rid, "KILLED")
-        self.flush()
-
-    def flush(self, patience_s: float = FINAL_FLUSH_S) -> bool:
-        """Deliver every queued write, retrying for up to `patience_s` seconds."""
-        deadline = time.monotonic() + patience_s
-        while not self.writer.flush(attempts=1):
-            if time.monotonic() > deadline:
-                log.error(
-                    "MLflow still unreachable: %d write(s) could not be delivered",
-                    len(self.writer.pending),
-                )
-                return False
-            time.sleep(3.0)
-        return True
-
-    def _epoch(self, trial) -> int:
-        last = trial.last_result or {}
-        fallback = last.get("training_iteration", self.logged_step.get(trial.trial_id, 0))
-        return int(last.get(M.EPOCH, fallback))
-
-    def _log_model(self, trial, run_id: str) -> None:
-        with tempfile.TemporaryDirectory(prefix="lrunet-model-") as d:
-            path = Path(d) / MODEL_FILE
-            try:
-                ok = self.model_writer(trial, path)
-            except Exception as e:  # a missing checkpoint must not stop the search
-                log.warning("could not save the model of trial %s: %s", trial.trial_id, e)
-                return
-            if ok:
-                self.client.log_artifact(run_id, str(path), MODEL_ARTIFACT_DIR)
-
-    def _reconcile(self, trials) -> None:
-        """After `--resume`: settle runs the killed driver left behind.
-
-        A run whose trial Tune no longer knows (the driver died before Tune saved that trial)
-        is deleted: its proposal is made again under a new trial. A run whose trial Tune has as
-        finished but that MLflow still shows RUNNING is finished now.
-        """
-        known = {t.trial_id: t for t in trials}
-        for r in trial_runs(self.client, self.parent_run_id, self.experiment_id):
-            tid = r.data.tags.get("trial_id")
-            if tid is None or r.info.status not in ("RUNNING", "KILLED"):
-                continue
-            t = known.get(tid)
-            if t is None:
-                log.warning(
-                    "deleting run %s: trial %s was lost with the driver", r.info.run_id, tid
-                )
-                self.client.delete_run(r.info.run_id)
-            elif t.status == "TERMINATED":
-                self.run_ids[tid] = r.info.run_id
-                self._finish(t, r.info.run_id, self._epoch(t))
-            elif t.status == "ERROR":
-                self._fail(r.info.run_id, self._epoch(t), failure_reason(t))
-
-    def log_infeasible(self, flat: Mapping[str, Any], reason: str) -> None:
-        """A config the searcher proposed that breaks a budget: recorded once, never trained."""
-        flat = dict(flat)
-        self.writer.submit("record infeasible", lambda: self._log_infeasible(flat, reason))
-
-    def _log_infeasible(self, flat: dict[str, Any], reason: str) -> None:
-        key = config_hash(flat)
-        if self.infeasible_keys is None:
-            runs = self.client.search_runs(
-                [self.experiment_id],
-                f"tags.`{PARENT_TAG}` = '{self.parent_run_id}' and tags.`{STATUS_TAG}` = "
-                f"'{INFEASIBLE}'",
-                max_results=50_000,
-            )
-            self.infeasible_keys = {r.data.tags.get("config_hash", "") for r in runs}
-        if key in self.infeasible_keys:  # proposed again (e.g. replayed after --resume)
-            return
-        try:
-            arch, params = trial_params(flat, self.geometry, self.dataset)
-        except ValueError:  # not even a valid architecture
-            arch, params = "invalid", {k: _fmt_param(v) for k, v in flat.items()}
-        run = self.client.create_run(
-            self.experiment_id,
-            run_name=arch,
-            tags={
-                PARENT_TAG: self.parent_run_id,
-                ROLE_TAG: TRIAL_ROLE,
-                "arch": arch,
-                FAMILY_KEY: params.get(FAMILY_KEY, DEFAULT_FAMILY),
-                "dataset": self.dataset,
-                "config_hash": key,
-                STATUS_TAG: INFEASIBLE,
-                "infeasible_reason": reason[:4000],
-            },
-        )
-        self.infeasible_keys.add(key)
-        self.client.log_batch(run.info.run_id, params=_params(params))
-        self.client.set_terminated(run.info.run_id, "FINISHED")
-
-
-_TRACKER_CLASS: type | None = None
-
-
-def _tracker_class() -> type:
-    """`TrialTracker`: `_TrialTracker` as a Ray Tune `Callback` (built on first use, so this
-    module imports without Ray; `__getattr__` below lets pickle find it by name)."""
-    global _TRACKER_CLASS
-    if _TRACKER_CLASS is None:
-        from ray.tune import Callback
-
-        cls = type("TrialTracker", (_TrialTracker, Callback), {"__module__": __name__})
-        cls.__qualname__ = "TrialTracker"
-        _TRACKER_CLASS = cls
-    return _TRACKER_CLASS
-
-
-def __getattr__(name: str) -> Any:
-    if name == "TrialTracker":
-        return _tracker_class()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def make_trial_callback(
-    client,
-    experiment_id: str,
-    parent_run_id: str,
-    *,
-    dataset: str,
-    geometry: Mapping[str, int],
-    max_epochs: int,
-    model_writer: Callable[[Any, Path], bool] | None = None,
-):
-    """The Ray Tune callback mirroring trials into nested MLflow runs (see the module docstring).
-
-    `model_writer(trial, path)` writes the trial's final model file to `path` (False: none); it
-    must pickle by reference (a module-level function or class), as the callback is saved with
-    the experiment for `--resume`.
-    """
-    return _tracker_class()(
-        client.tracking_uri,
-        experiment_id,
-        parent_run_id,
-        dataset=dataset,
-        geometry=geometry,
-        max_epochs=max_epochs,
-        model_writer=model_writer,
-    )
 
 
 def _params(params: Mapping[str, str]):
@@ -672,3 +244,12 @@ def summarize_error(text: str) -> str:
     exit_type = re.search(r"Worker exit type: (\w+)", blocks[-1])
     suffix = f" (worker exit type {exit_type.group(1)})" if exit_type else ""
     return (lines[0].rstrip(".") + suffix)[:500]
+
+
+def __getattr__(name: str) -> Any:
+    # search states pickled before the callback moved to experiments.trial_tracker name it here
+    if name == "TrialTracker":
+        from experiments.trial_tracker import TrialTracker
+
+        return TrialTracker
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
