@@ -64,8 +64,8 @@ class SearchOptions:
     # merged into the space file like the flags above (`launch.py reproduce --epochs` shortens
     # the recipe's epochs with the budget)
     space_overrides: dict[str, Any] = field(default_factory=dict)
-    # a metric: each trial keeps its best checkpoint by it beside its last (`launch.py reproduce`
-    # scores the validation-selected checkpoint on the test set)
+    # a metric to maximise: each trial keeps its best checkpoint by it beside its last
+    # (`launch.py reproduce` scores the validation-selected checkpoint on the test set)
     keep_best: str | None = None
 
 
@@ -476,7 +476,7 @@ def _fit(
         checkpoint_config=tune.CheckpointConfig(
             num_to_keep=1,  # Ray keeps the latest too: with keep_best, the best and the last
             checkpoint_score_attribute=o.keep_best,
-            checkpoint_score_order=M.OBJECTIVES.get(o.keep_best or "", "max"),
+            checkpoint_score_order="max",
         ),
         verbose=o.verbose,
     )
