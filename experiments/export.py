@@ -21,8 +21,6 @@ of a finished trial) is `experiments.model_file`.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import os
 import re
 import shutil
@@ -39,6 +37,7 @@ import yaml
 
 from lrunet import metrics as M
 from lrunet.io import check_writable_dir
+from lrunet.onnx_file import ONNX_INPUT, ONNX_OUTPUT, write_onnx
 from lrunet.recipe import Recipe, flat_trial_config
 from lrunet.registry import build_model, count, family_of
 
@@ -51,7 +50,6 @@ CARD_FILE = "MODEL_CARD.md"
 EXPORT_FILES = (CONFIG_FILE, WEIGHTS_FILE, PT2_FILE, TORCHSCRIPT_FILE, ONNX_FILE, CARD_FILE)
 # the exported formats, primary first: key in config.yaml's checks and test counts -> file
 FORMATS = {"pt2": PT2_FILE, "onnx": ONNX_FILE, "torchscript": TORCHSCRIPT_FILE}
-ONNX_INPUT, ONNX_OUTPUT = "input", "logits"
 DEFAULT_ATOL = 1e-4
 TEST_BATCH = 500  # test images per forward pass when the formats classify the test split
 PYFUNC_CODE = Path(__file__).with_name("pyfunc_torchscript.py")
@@ -148,7 +146,7 @@ def export_model(
         torch.save(weights, tmp / WEIGHTS_FILE)
         _write_pt2(model, example, tmp / PT2_FILE)
         _write_torchscript(model, example, tmp / TORCHSCRIPT_FILE)
-        _write_onnx(model, example, tmp / ONNX_FILE)
+        write_onnx(model, example, tmp / ONNX_FILE)
         diffs = verify_export(model, tmp, example, atol=atol)
         counts = _counts(model_cfg, net, int(example.shape[-1]))
         described = dict(images or {})
@@ -379,26 +377,6 @@ def _write_torchscript(model: torch.nn.Module, example: torch.Tensor, path: Path
         warnings.simplefilter("ignore")
         traced = torch.jit.trace(model, example)
     traced.save(str(path))
-
-
-def _write_onnx(model: torch.nn.Module, example: torch.Tensor, path: Path) -> None:
-    # The torch.export-based (dynamo) exporter: the legacy TorchScript one is deprecated in
-    # torch >= 2.9. external_data=False keeps one self-contained file.
-    batch = torch.export.Dim("batch", min=1)
-    # the dynamo exporter prints progress lines to stdout: keep the CLI's output clean
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            model,
-            (example,),
-            str(path),
-            input_names=[ONNX_INPUT],
-            output_names=[ONNX_OUTPUT],
-            dynamic_shapes={"x": {0: batch}},
-            dynamo=True,
-            external_data=False,
-            verbose=False,
-        )
 
 
 def _counts(cfg: Any, model: torch.nn.Module, input_size: int) -> dict[str, Any]:
