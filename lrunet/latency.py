@@ -246,19 +246,23 @@ def _no_sync() -> None:
 
 
 def _time_calls(
-    call: Callable[[], Any], sync: Callable[[], None], max_seconds: float
+    call: Callable[[], Any],
+    sync: Callable[[], None],
+    max_seconds: float,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> tuple[float, float, int, int, bool]:
     """(median s per call, IQR s, samples, calls per sample, stable) by the stopping rule;
-    `sync()` waits for queued device work (torch.cuda.synchronize on cuda)."""
-    start = time.perf_counter()
+    `sync()` waits for queued device work (torch.cuda.synchronize on cuda). `clock` is the
+    wall clock (the tests drive the rule with a clock of their own)."""
+    start = clock()
     warm: list[float] = []
     while len(warm) < WARMUP_CALLS or sum(warm) < WARMUP_SECONDS:
         sync()
-        t = time.perf_counter()
+        t = clock()
         call()
         sync()
-        warm.append(time.perf_counter() - t)
-        if time.perf_counter() - start > max_seconds / 4 and len(warm) >= 2:
+        warm.append(clock() - t)
+        if clock() - start > max_seconds / 4 and len(warm) >= 2:
             break
     per_call = statistics.median(warm[1:]) if len(warm) > 1 else warm[0]
     calls = max(1, math.ceil(SAMPLE_SECONDS / max(per_call, 1e-9)))
@@ -267,11 +271,11 @@ def _time_calls(
     stable = False
     while True:
         sync()
-        t = time.perf_counter()
+        t = clock()
         for _ in range(calls):
             call()
         sync()
-        times.append((time.perf_counter() - t) / calls)
+        times.append((clock() - t) / calls)
         if len(times) >= MIN_SAMPLES and len(times) % BLOCK == 0:
             medians.append(statistics.median(times))
             recent = medians[-(STABLE_BLOCKS + 1) :]
@@ -280,7 +284,7 @@ def _time_calls(
             ):
                 stable = True
                 break
-        if time.perf_counter() - start > max_seconds:
+        if clock() - start > max_seconds:
             break
     return statistics.median(times), _iqr(times), len(times), calls, stable
 
