@@ -39,11 +39,12 @@ from experiments.tracking import (
     trial_runs,
 )
 from lrunet import metrics as M
+from lrunet.objectives import get_objective, list_objectives
 from lrunet.registry import DEFAULT_FAMILY, FAMILY_KEY
 
-# The best value a maximised objective can take (accuracies are in percent); a minimised one's
-# ideal is 0. Together they are the far corner of the normalised hypervolume's box.
-IDEAL_MAX = {M.VAL_ACC: 100.0, M.TEST_ACC: 100.0, M.TRAIN_ACC: 100.0}
+# Best values of maximised metrics that are not search objectives but may head a front read back
+# from old runs; an objective's own ideal is declared in `lrunet.objectives`.
+IDEAL_MAX = {M.TEST_ACC: 100.0, M.TRAIN_ACC: 100.0}
 
 
 @dataclass
@@ -123,16 +124,21 @@ def family_order(families: Iterable[str]) -> list[str]:
 
 
 def ideal_point(metrics: list[str], modes: list[str]) -> list[float] | None:
-    """The ideal corner of the objectives (100 % accuracy, 0 for a minimised count)."""
+    """The ideal corner of the objectives (each objective's `ideal` in `lrunet.objectives`:
+    100 % accuracy, 0 for a count or a latency); None when one has no known ideal."""
     out = []
     for m, mode in zip(metrics, modes):
-        if mode == "min":
-            out.append(0.0)
-        elif m in IDEAL_MAX:
-            out.append(IDEAL_MAX[m])
-        else:
+        ideal = objective_ideal(m, mode)
+        if ideal is None:
             return None
+        out.append(ideal)
     return out
+
+
+def objective_ideal(metric: str, mode: str) -> float | None:
+    if metric in list_objectives():
+        return get_objective(metric).ideal
+    return 0.0 if mode == "min" else IDEAL_MAX.get(metric)
 
 
 def rows_from_runs(runs) -> list[TrialRow]:

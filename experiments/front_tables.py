@@ -14,6 +14,7 @@ from experiments.front import Front, TrialRow, has_metrics
 from experiments.tracking import COMPLETED, FAILED, INFEASIBLE, STOPPED_EARLY
 from experiments.who_wins import Band, who_wins_records
 from lrunet import metrics as M
+from lrunet.objectives import get_objective, list_objectives
 from lrunet.registry import FAMILY_KEY
 
 
@@ -44,8 +45,8 @@ def who_wins_csv(bands: list[Band]) -> str:
 def _fmt(metric: str, v: float | None) -> str:
     if v is None:
         return "-"
-    if metric in (M.PARAMS, M.CONV_PARAMS, M.MACS):
-        return f"{int(v):,}"
+    if metric in list_objectives():
+        return get_objective(metric).format(v)
     return f"{v:.2f}"
 
 

@@ -29,6 +29,7 @@ from experiments.ray_cluster import (
 )
 from experiments.search_state import log_parent, resume_state, space_file, write_state
 from lrunet import metrics as M
+from lrunet.objectives import MEASURED, logged_metrics
 from search_spaces.loader import GeometryFromData, load_space
 from search_spaces.spec import SearchSpec
 
@@ -144,6 +145,16 @@ def _storage_root(o: SearchOptions) -> str:
     return str(p)
 
 
+def _check_measure_device(spec: SearchSpec, gpus_per_trial: float) -> None:
+    """A measurement on the trial's GPU needs trials that get one (before any compute)."""
+    target = spec.measure.get("latency", {}).get("target")
+    if target == "cuda" and not gpus_per_trial:
+        raise ValueError(
+            f"{spec.name}: measure.latency.target is cuda, but trials get no GPU; pass "
+            "--gpus-per-trial 1 (or a fraction), or measure on cpu1, cpu or ort-cpu"
+        )
+
+
 def _slug(text: str) -> str:
     """A folder name made from user text: no separators, never '.', '..' or hidden, so the
     search's folder stays inside --storage-path."""
@@ -209,9 +220,7 @@ class ModelWriter:
             ckpt.to_directory(d)
             state = load_checkpoint(Path(d) / CHECKPOINT_FILE)
         last = trial.last_result or {}
-        metrics = {
-            k: last[k] for k in tracking.LOGGED_METRICS if isinstance(last.get(k), (int, float))
-        }
+        metrics = {k: last[k] for k in logged_metrics() if isinstance(last.get(k), (int, float))}
         metrics[M.EPOCH] = float(state["epoch"])
         save_model_file(
             path,
@@ -329,6 +338,7 @@ def run_search(o: SearchOptions) -> SearchResult:
     root = None if o.resume else _storage_root(o)
     if not address:  # a local Ray offers this machine: checked before Ray starts
         check_resources(o.cpus_per_trial, o.gpus_per_trial, False, [local_offer()])
+    _check_measure_device(spec, o.gpus_per_trial)
     with ray_session(o):
         # what trials ask of a node is checked against what the nodes offer before any run is
         # created: Tune would otherwise wait forever for a node that cannot exist
@@ -459,6 +469,12 @@ def _fit(
     }
     if spec.dataset == "imagefolder":  # a folder of mixed sizes is read at the space's size
         run["input_size"] = spec.geometry["input_size"]
+    if spec.measure:  # measured before training, on the trial's hardware (lrunet.objectives)
+        run["measure"] = spec.measure
+        run["limits"] = spec.budgets.of_kind(MEASURED)
+        # a trial over a measured budget reports no objective, which Tune's strict check of
+        # the searcher's and scheduler's metrics would take for a broken trainable
+        os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
     param_space = {**spec.fixed, RUN_KEY: run}
     tune_config = tune.TuneConfig(
         search_alg=search["searcher"],

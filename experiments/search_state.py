@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from experiments import tracking
 from lrunet.io import first_line
+from lrunet.objectives import budget_keys
 from search_spaces.spec import SearchSpec
 
 if TYPE_CHECKING:
@@ -44,8 +45,8 @@ def log_parent(
         "objectives": ",".join(spec.metrics),
         "modes": ",".join(spec.modes),
         "reference_point": ",".join(repr(float(x)) for x in spec.reference_point),
-        "max_params": spec.budgets.max_params,
-        "max_mflops": spec.budgets.max_mflops,
+        **{key: spec.budgets.limits.get(key) for key in budget_keys()},
+        "measure": json.dumps(spec.measure, sort_keys=True) if spec.measure else None,
         "cpus_per_trial": o.cpus_per_trial,
         "gpus_per_trial": o.gpus_per_trial,
         "seed": o.seed,

@@ -34,7 +34,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from lrunet import metrics as M
 from lrunet.recipe import flat_trial_config, split_trial_config
 
 log = logging.getLogger(__name__)
@@ -52,19 +51,6 @@ COMPLETED, STOPPED_EARLY, INFEASIBLE, FAILED, RUNNING = (
 )
 MODEL_ARTIFACT_DIR = "model"
 MODEL_FILE = "model.pt"
-LOGGED_METRICS = (
-    M.VAL_ACC,
-    M.VAL_LOSS,
-    M.TRAIN_LOSS,
-    M.TRAIN_ACC,
-    M.PARAMS,
-    M.CONV_PARAMS,
-    M.MACS,
-    M.MFLOPS,
-    M.EPOCH_SECONDS,
-    M.IMAGES_PER_SEC,
-    M.LR,
-)
 HEALTH_TIMEOUT_S = 5.0  # /health answers in milliseconds; a launch must fail within 15 s
 
 

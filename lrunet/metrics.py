@@ -1,5 +1,6 @@
 """Metric names, in one place. YAML objectives, the trainable, the schedulers, MLflow and the
-Pareto code all read them from here."""
+Pareto code all read them from here; what each objective is (direction, unit, budget) is declared
+in `lrunet.objectives`."""
 
 from __future__ import annotations
 
@@ -23,12 +24,16 @@ LR = "lr"
 # its checkpoint (MLflow keeps the first values; schedulers and searchers catch up).
 REPLAYED = "replayed"
 
-# Metrics a search space may name as objectives, with their natural direction.
-OBJECTIVES: dict[str, str] = {
-    VAL_ACC: "max",
-    VAL_LOSS: "min",
-    PARAMS: "min",
-    CONV_PARAMS: "min",
-    MACS: "min",
-    MFLOPS: "min",
-}
+# Measured before training on the trial's hardware (`lrunet.latency`): median milliseconds per
+# forward pass at batch 1 and of one batch of the space's batch size, their interquartile ranges,
+# and the seconds the measurement cost.
+LATENCY_MS = "latency_ms"
+LATENCY_IQR_MS = "latency_iqr_ms"
+LATENCY_BATCH_MS = "latency_batch_ms"
+LATENCY_BATCH_IQR_MS = "latency_batch_iqr_ms"
+LATENCY_SECONDS = "latency_seconds"
+# A result flag: the trial was rejected by a budget on a measured objective before training.
+INFEASIBLE = "infeasible"
+INFEASIBLE_REASON = "infeasible_reason"
+
+# The objectives a search may name, their directions, units and budgets: `lrunet.objectives`.

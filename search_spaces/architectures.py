@@ -13,10 +13,19 @@ import itertools
 import math
 from typing import Any
 
+from lrunet.objectives import (
+    ANALYTIC,
+    analytic_values,
+    budget_keys,
+    format_limit,
+    get_objective,
+    list_objectives,
+    over_budget,
+)
 from lrunet.registry import Family, count, get_family
 from search_spaces.distributions import Distribution
 from search_spaces.schema import Reader
-from search_spaces.spec import COST_METRICS, Budgets, CostRange
+from search_spaces.spec import Budgets, CostRange
 
 MAX_ARCHITECTURES = 50_000  # combinations of the non-monotone model knobs checked at load
 
@@ -117,22 +126,19 @@ def check_architectures(
                 f"{key} {v!r} gives no valid architecture with the other knobs of the "
                 f"space ({why.get((key, v), '')}); remove it or change the other knobs",
             )
-    lows = [count(c) for c in _configs(family, knobs, geometry, "low")]
-    highs = [count(c) for c in _configs(family, knobs, geometry, "high")]
+    lows = [analytic_values(count(c)) for c in _configs(family, knobs, geometry, "low")]
+    highs = [analytic_values(count(c)) for c in _configs(family, knobs, geometry, "high")]
     return CostRange(
-        **{
-            m: (min(getattr(c, m) for c in lows), max(getattr(c, m) for c in highs))
-            for m in COST_METRICS
-        }
+        {m: (min(v[m] for v in lows), max(v[m] for v in highs)) for m in list_objectives(ANALYTIC)}
     )
 
 
 def merge_costs(ranges: list[CostRange]) -> CostRange:
     """The cost range of a space made of several families' ranges."""
     return CostRange(
-        **{
-            m: (min(getattr(c, m)[0] for c in ranges), max(getattr(c, m)[1] for c in ranges))
-            for m in COST_METRICS
+        {
+            m: (min(c.ranges[m][0] for c in ranges), max(c.ranges[m][1] for c in ranges))
+            for m in ranges[0].ranges
         }
     )
 
@@ -143,17 +149,21 @@ def check_budgets(
     per_family: dict[str, dict[str, Distribution]],
     geometry: dict[str, int],
 ) -> Budgets:
-    """The `budgets:` section, failing when no architecture of the space (of any of its
-    families, each with its own knobs: family name -> knobs) can meet it."""
-    m = r.mapping("budgets", raw, ("max_params", "max_mflops"), "{max_params: 250000}")
+    """The `budgets:` section (keys: each objective's `budget`, `lrunet.objectives`), failing when
+    no architecture of the space (of any of its families, each with its own knobs: family name ->
+    knobs) can meet its analytic budgets. A measured budget is checked by each trial."""
+    keys = budget_keys()
+    m = r.mapping("budgets", raw, tuple(keys), "{max_params: 250000}")
     v: dict[str, Any] = {}
-    for key in ("max_params", "max_mflops"):
+    for key in keys:
         if m.get(key) is not None:
-            v[key] = r.number(f"budgets.{key}", m[key], integer=key == "max_params")
+            integer = get_objective(keys[key]).integer_budget
+            v[key] = r.number(f"budgets.{key}", m[key], integer=integer)
             if v[key] <= 0:
                 r.fail(f"budgets.{key}", f"must be > 0, got {v[key]:g}")
-    b = Budgets(**v)
-    if b.max_params is None and b.max_mflops is None:
+    b = Budgets(v)
+    analytic = b.of_kind(ANALYTIC)
+    if not analytic:
         return b
     # Counts grow along the family's monotone knobs (LruNet: every stage's reuse), so the cheapest
     # config of each combination of the other knobs is its low corner: the budgets are reachable
@@ -165,24 +175,20 @@ def check_budgets(
         for cfg in _configs(get_family(name), knobs, geometry, corner="low")
     ]
     for cfg in corners:
-        c = count(cfg)
-        if (b.max_params is None or c.params <= b.max_params) and (
-            b.max_mflops is None or c.mflops <= b.max_mflops
-        ):
+        values = analytic_values(count(cfg))
+        if not over_budget(values, analytic):
             return b
-        key = (
-            c.params if b.max_params is not None else 0,
-            c.mflops if b.max_mflops is not None else 0,
-        )
+        key = tuple(values[keys[k]] for k in analytic)
         if smallest is None or key < smallest[0]:
-            smallest = (key, cfg, c)
-    _, cfg, c = smallest
+            smallest = (key, cfg, values)
+    _, cfg, values = smallest
     wanted = []
-    if b.max_params is not None:
-        wanted.append(f"max_params >= {c.params:,}")
-    if b.max_mflops is not None:
-        wanted.append(f"max_mflops >= {math.ceil(c.mflops * 100) / 100:g}")
+    for k in analytic:
+        need = values[keys[k]]
+        need = need if get_objective(keys[k]).integer_budget else math.ceil(need * 100) / 100
+        wanted.append(format_limit(k, need).replace(" ", " >= ", 1))
     given = ", ".join(f"{key} {value:,}" for key, value in v.items())
+    c = count(cfg)
     r.fail(
         "budgets",
         f"no architecture in the space meets the budgets ({given}); the cheapest, "

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import random
 
+from lrunet.objectives import budget_keys
 from lrunet.recipe import split_trial_config
 from lrunet.registry import format_name
 from search_spaces.loader import list_spaces, load_space
@@ -51,10 +52,8 @@ def table(specs: list[SearchSpec]) -> str:
     rows = [header]
     for s in specs:
         c, b = s.costs, s.budgets
-        budgets = [
-            f"params<={_short(b.max_params)}" if b.max_params is not None else "",
-            f"MFLOPs<={b.max_mflops:g}" if b.max_mflops is not None else "",
-        ]
+        keys = budget_keys()
+        budgets = [f"{keys[k]}<={_short(v)}" for k, v in b.limits.items()]
         rows.append(
             (
                 s.name,

@@ -13,13 +13,21 @@ file raises FileNotFoundError listing the shipped spaces. Nothing here imports R
 from __future__ import annotations
 
 import copy
-import math
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from lrunet.datasets import GEOMETRY_KEYS
-from lrunet.metrics import MFLOPS, OBJECTIVES, PARAMS, VAL_ACC, VAL_LOSS
+from lrunet.metrics import PARAMS, VAL_ACC
+from lrunet.objectives import (
+    ANALYTIC,
+    MEASUREMENTS,
+    budget_keys,
+    get_measurement,
+    get_objective,
+    list_objectives,
+    measurements,
+)
 from lrunet.recipe import Recipe
 from lrunet.registry import FAMILY_KEY, get_family, list_families
 from search_spaces.architectures import check_architectures, check_budgets, merge_costs
@@ -36,7 +44,6 @@ from search_spaces.schema import (
     did_you_mean,
 )
 from search_spaces.spec import (
-    COST_METRICS,
     MIXED,
     Budgets,
     CostRange,
@@ -167,6 +174,7 @@ def load_space(
     reference = _reference_point(
         r, data.get("reference_point"), objectives, geometry, costs, budgets
     )
+    measure = _measure(r, data.get("measure"), objectives, budgets)
     return SearchSpec(
         name=path.stem,
         path=label,
@@ -181,6 +189,7 @@ def load_space(
         costs=costs,
         family=names[0] if not blocks else MIXED,
         blocks=blocks,
+        measure=measure,
     )
 
 
@@ -333,6 +342,7 @@ def _objectives(r: Reader, raw: Any) -> tuple[Objective, ...]:
             "expected a non-empty list such as `[{metric: val_acc, mode: max}, "
             "{metric: params, mode: min}]`",
         )
+    names = list_objectives()
     out: list[Objective] = []
     for i, item in enumerate(raw):
         path = f"objectives[{i}]"
@@ -344,13 +354,13 @@ def _objectives(r: Reader, raw: Any) -> tuple[Objective, ...]:
                 r.fail(path, "missing `metric:`; write e.g. {metric: params, mode: min}")
             metric, mode = m["metric"], m.get("mode")
             path += ".metric"
-        if not isinstance(metric, str) or metric not in OBJECTIVES:
+        if not isinstance(metric, str) or metric not in names:
             r.fail(
                 path,
-                f"unknown metric {metric!r}{did_you_mean(metric, OBJECTIVES)}; "
-                f"objectives can be: {', '.join(OBJECTIVES)}",
+                f"unknown metric {metric!r}{did_you_mean(metric, names)}; "
+                f"objectives can be: {', '.join(names)}",
             )
-        natural = OBJECTIVES[metric]
+        natural = get_objective(metric).mode
         if mode is not None and mode != natural:
             where = path.removesuffix(".metric") + ".mode"
             if mode not in ("min", "max"):
@@ -372,8 +382,23 @@ def _reference_point(
     costs: CostRange,
     budgets: Budgets,
 ) -> tuple[float, ...]:
+    """The hypervolume's reference point: given, checked against each objective's bounds (and,
+    for an analytic one, against the space's range), or each objective's default."""
     if raw is None:
-        return tuple(_default_reference(o.metric, geometry, costs, budgets) for o in objectives)
+        ref = []
+        for i, o in enumerate(objectives):
+            info = get_objective(o.metric)
+            v = info.default_reference(geometry, costs.ranges, budgets.limit(o.metric))
+            if v is None:
+                r.fail(
+                    "reference_point" if budgets.limits else f"objectives[{i}]",
+                    f"{o.metric} is {info.kind} during the search, so it has no default "
+                    f"hypervolume reference point; set budgets.{info.budget} or a "
+                    f"reference_point (measure an architecture with 'python launch.py describe "
+                    f"ARCH --latency')",
+                )
+            ref.append(float(v))
+        return tuple(ref)
     names = [o.metric for o in objectives]
     if not isinstance(raw, list) or len(raw) != len(objectives):
         r.fail(
@@ -385,34 +410,43 @@ def _reference_point(
     for i, (o, v) in enumerate(zip(objectives, raw)):
         x = r.number(f"reference_point[{i}]", v)
         path = f"reference_point[{i}]"
-        if o.metric == VAL_ACC and not 0 <= x < 100:
-            r.fail(path, f"{o.metric} reference {x:g} must be in [0, 100) (percent); use 0")
-        if o.metric in COST_METRICS:
-            lo = getattr(costs, o.metric)[0]
-            if x <= lo:
+        info = get_objective(o.metric)
+        lo, hi = info.bounds
+        if hi is not None and not lo <= x < hi:
+            unit = " (percent)" if info.unit == "%" else f" ({info.unit})" if info.unit else ""
+            r.fail(
+                path, f"{o.metric} reference {x:g} must be in [{lo:g}, {hi:g}){unit}; use {lo:g}"
+            )
+        if hi is None and lo is not None and (x < lo or (info.bounds_open and x == lo)):
+            r.fail(path, f"{o.metric} reference must be > {lo:g}, got {x:g}")
+        if info.kind == ANALYTIC:
+            smallest, largest = costs.ranges[o.metric]
+            if x <= smallest:
                 r.fail(
                     path,
                     f"{o.metric} reference {x:g} is not above the smallest {o.metric} in "
-                    f"the space ({lo:,}), so the hypervolume would always be 0; use a "
-                    f"value >= {getattr(costs, o.metric)[1]:,}",
+                    f"the space ({smallest:,}), so the hypervolume would always be 0; use a "
+                    f"value >= {largest:,}",
                 )
-        if o.metric == VAL_LOSS and x <= 0:
-            r.fail(path, f"{o.metric} reference must be > 0, got {x:g}")
         ref.append(x)
     return tuple(ref)
 
 
-def _default_reference(
-    metric: str, geometry: dict[str, int], costs: CostRange, budgets: Budgets
-) -> float:
-    """0 % accuracy; chance-level loss ln(classes); for a count, its budget if there is one,
-    else the largest value in the space."""
-    if metric == VAL_ACC:
-        return 0.0
-    if metric == VAL_LOSS:
-        return round(math.log(geometry["num_classes"]), 4)
-    if metric == PARAMS and budgets.max_params is not None:
-        return float(budgets.max_params)
-    if metric == MFLOPS and budgets.max_mflops is not None:
-        return float(budgets.max_mflops)
-    return float(getattr(costs, metric)[1])
+def _measure(
+    r: Reader, raw: Any, objectives: tuple[Objective, ...], budgets: Budgets
+) -> dict[str, dict[str, Any]]:
+    """The `measure:` section: what each trial measures before training, with its settings. A
+    measurement that an objective or a budget needs is on even when the section omits it."""
+    keys = budget_keys()
+    needed = measurements([o.metric for o in objectives] + [keys[k] for k in budgets.limits])
+    m = r.mapping("measure", raw or {}, tuple(MEASUREMENTS), "{latency: {target: cpu1}}")
+    out: dict[str, dict[str, Any]] = {}
+    for name in dict.fromkeys([*needed, *m]):
+        settings = m.get(name) or {}
+        if not isinstance(settings, dict):
+            r.fail(f"measure.{name}", f"expected a mapping of settings, got {settings!r}")
+        try:
+            out[name] = get_measurement(name).clean(settings)
+        except ValueError as e:
+            r.fail(f"measure.{name}", str(e))
+    return out

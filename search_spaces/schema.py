@@ -56,6 +56,7 @@ TOP_LEVEL_KEYS = (
     "objectives",
     "reference_point",
     "budgets",
+    "measure",
     "training",
 )
 

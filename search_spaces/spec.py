@@ -17,27 +17,55 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lrunet.counting import Counts
-from lrunet.metrics import MFLOPS, PARAMS
+from lrunet.objectives import (
+    ANALYTIC,
+    MEASURED,
+    analytic_values,
+    budget_keys,
+    get_objective,
+    over_budget,
+)
 from lrunet.recipe import split_trial_config
 from lrunet.registry import DEFAULT_FAMILY, FAMILY_KEY, count
 from search_spaces.distributions import Distribution, Fixed
 
-COST_METRICS = ("params", "conv_params", "macs", "mflops")
 MIXED = "mixed"  # SearchSpec.family of a space whose trials draw their family
 
 
 @dataclass(frozen=True)
 class Objective:
-    metric: str  # a key of lrunet.metrics.OBJECTIVES
+    metric: str  # a registered objective (lrunet.objectives)
     mode: str  # "min" or "max"
 
 
 @dataclass(frozen=True)
 class Budgets:
-    """Hard limits; a config over any of them is infeasible and never trains."""
+    """Hard limits, keyed by `budgets:` key (`max_params`, `max_latency_ms`, ...: each objective's
+    `budget` in `lrunet.objectives`). A config over an analytic one never trains; one over a
+    measured one is rejected by its trial before the first epoch. `budgets.max_params` reads a
+    limit (None: not set)."""
 
-    max_params: int | None = None
-    max_mflops: float | None = None
+    limits: Mapping[str, float] = field(default_factory=dict)
+
+    def __getattr__(self, name: str) -> Any:
+        if name != "limits" and not name.startswith("__") and name in budget_keys():
+            return self.limits.get(name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def of_kind(self, kind: str) -> dict[str, float]:
+        """The limits on objectives of one kind (ANALYTIC or MEASURED)."""
+        keys = budget_keys()
+        return {k: v for k, v in self.limits.items() if get_objective(keys[k]).kind == kind}
+
+    def limit(self, metric: str) -> float | None:
+        """The budget capping objective `metric`, if the space sets one."""
+        key = get_objective(metric).budget
+        return None if key is None else self.limits.get(key)
+
+    def describe(self) -> str:
+        """`max_params 250,000, max_latency_ms 4` (empty when none is set)."""
+        keys = budget_keys()
+        return ", ".join(f"{k} {get_objective(keys[k]).format(v)}" for k, v in self.limits.items())
 
 
 @dataclass(frozen=True)
@@ -53,13 +81,18 @@ class Training:
 
 @dataclass(frozen=True)
 class CostRange:
-    """Min and max of each analytic count over every valid architecture in the space, budgets
-    ignored."""
+    """Min and max of each analytic objective over every valid architecture in the space, budgets
+    ignored: `ranges["params"]`, also read as `costs.params`."""
 
-    params: tuple[int, int]
-    conv_params: tuple[int, int]
-    macs: tuple[int, int]
-    mflops: tuple[float, float]
+    ranges: Mapping[str, tuple[float, float]]
+
+    def __getattr__(self, name: str) -> tuple[float, float]:
+        if name != "ranges" and not name.startswith("__"):
+            try:
+                return self.ranges[name]
+            except KeyError:
+                pass
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
 
 def _num(v: float) -> str:
@@ -88,6 +121,9 @@ class SearchSpec:
     family: str = DEFAULT_FAMILY  # the architecture family (lrunet.registry) of every trial,
     # or MIXED: `knobs["family"]` is then a choice and `blocks` holds each family's own knobs
     blocks: dict[str, dict[str, Distribution]] = field(default_factory=dict)
+    # what each trial measures before training (lrunet.objectives.MEASUREMENTS), with settings:
+    # {"latency": {"target": "cpu1", "batch_size": 32}}
+    measure: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     # --- shape of the space -------------------------------------------------------------------
 
@@ -247,19 +283,13 @@ class SearchSpec:
         return count(cfg)
 
     def check_budget(self, flat: Mapping[str, Any]) -> str | None:
-        """None if `flat` is a valid architecture within the budgets, else the reason it is
-        infeasible (one line)."""
+        """None if `flat` is a valid architecture within the analytic budgets, else the reason it
+        is infeasible (one line). Measured budgets are the trial's to check."""
         try:
             cfg, _ = split_trial_config(flat, **self.geometry)
         except ValueError as e:
             return f"invalid architecture: {e}"
-        c = count(cfg)
-        b = self.budgets
-        over = []
-        if b.max_params is not None and c.params > b.max_params:
-            over.append(f"{PARAMS} {c.params:,} > max_params {b.max_params:,}")
-        if b.max_mflops is not None and c.mflops > b.max_mflops:
-            over.append(f"{MFLOPS} {c.mflops:.2f} > max_mflops {b.max_mflops:g}")
+        over = over_budget(analytic_values(count(cfg)), self.budgets.of_kind(ANALYTIC))
         return f"{cfg.name} over budget: {'; '.join(over)}" if over else None
 
     def feasible_fraction(self, samples: int = 1000, seed: int = 0) -> float:
@@ -288,9 +318,18 @@ class SearchSpec:
             f"  MFLOPs        {c.mflops[0]:.2f} .. {c.mflops[1]:.2f}"
             + (f"   budget {b.max_mflops:g}" if b.max_mflops is not None else ""),
         ]
-        if b.max_params is not None or b.max_mflops is not None:
+        if b.of_kind(ANALYTIC):
             share = self.feasible_fraction()
             lines.append(f"  feasible      {share:.0%} of 1,000 samples within the budgets")
+        for key, limit in b.of_kind(MEASURED).items():
+            metric = budget_keys()[key]
+            lines.append(
+                f"  {metric:<13} budget {limit:g} {get_objective(metric).unit}, checked by "
+                "each trial before training"
+            )
+        for name, settings in self.measure.items():
+            told = ", ".join(f"{k} {v}" for k, v in settings.items())
+            lines.append(f"  measure       {name}: {told}")
         objectives = ", ".join(f"{o.metric} {o.mode}" for o in self.objectives)
         ref = ", ".join(_num(v) for v in self.reference_point)
         lines += [
