@@ -5,9 +5,11 @@
 * `nsga2` / `tpe`: Ray's `OptunaSearch` with Optuna's NSGA-II or TPE sampler, multi-objective over
   the space's objectives. A space mixing families is conditional: `DefineByRun` draws the family,
   then that family's knobs (Optuna's define-by-run API).
-* `BudgetedSearcher` wraps any of them. A proposal over a budget (or an impossible architecture)
-  never trains: the inner searcher is told (`tell_infeasible`), the proposal is recorded as
-  `infeasible`, and the next proposal is drawn. A trial the scheduler
+* `BudgetedSearcher` wraps any of them. A proposal over an analytic budget (or an impossible
+  architecture) never trains: the inner searcher is told (`tell_infeasible`), the proposal is
+  recorded as `infeasible`, and the next proposal is drawn. A trial over a measured budget
+  (latency) reports itself infeasible before its first epoch and the inner searcher is told the
+  same way. A trial the scheduler
   stopped before the full budget is reported to the inner searcher without values, which Ray's
   `OptunaSearch` tells Optuna as PRUNED, so its low-budget accuracy is never taken as final.
 """
@@ -24,6 +26,7 @@ from typing import Any
 
 from ray.tune.search import Searcher
 
+from lrunet import metrics as M
 from lrunet.registry import FAMILY_KEY
 from search_spaces.distributions import Distribution, Fixed
 from search_spaces.spec import SearchSpec
@@ -170,16 +173,23 @@ class BudgetedSearcher(Searcher):
             inner_id = f"{trial_id}-infeasible{self._rejected}"
         raise ValueError(
             f"{self.spec.name}: the searcher proposed {MAX_INFEASIBLE_IN_A_ROW} infeasible "
-            "configs in a row; loosen budgets.max_params / budgets.max_mflops"
+            f"configs in a row; loosen budgets ({self.spec.budgets.describe()})"
         )
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
+        if result.get(M.INFEASIBLE):  # rejected by a measured budget: it has no objectives
+            return
         self.inner.on_trial_result(self._inner_id.get(trial_id, trial_id), result)
 
     def on_trial_complete(self, trial_id: str, result=None, error: bool = False) -> None:
+        inner_id = self._inner_id.pop(trial_id, trial_id)
+        if not error and result and result.get(M.INFEASIBLE):
+            # over a measured budget (the trial's first seconds): infeasible, as in `suggest`
+            self.infeasible += 1
+            tell_infeasible(self.inner, inner_id)
+            return
         if not error and result and result.get("training_iteration", 0) < self.max_epochs:
             result = None  # stopped early: no final values (OptunaSearch -> PRUNED)
-        inner_id = self._inner_id.pop(trial_id, trial_id)
         self.inner.on_trial_complete(inner_id, result=result, error=error)
 
     def save(self, checkpoint_path: str) -> None:

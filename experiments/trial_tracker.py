@@ -23,7 +23,6 @@ from experiments.tracking import (
     COMPLETED,
     FAILED,
     INFEASIBLE,
-    LOGGED_METRICS,
     MODEL_ARTIFACT_DIR,
     MODEL_FILE,
     NODE_TAG,
@@ -44,6 +43,7 @@ from experiments.tracking import (
     trial_runs,
 )
 from lrunet import metrics as M
+from lrunet.objectives import logged_metrics
 from lrunet.registry import DEFAULT_FAMILY, FAMILY_KEY
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ log = logging.getLogger(__name__)
 
 def _metrics_of(result: Mapping[str, Any]) -> dict[str, float]:
     out = {}
-    for k in LOGGED_METRICS:
+    for k in logged_metrics():
         v = result.get(k)
         if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
             out[k] = float(v)
@@ -180,6 +180,12 @@ class _TrialTracker:
         step = int(result.get(M.EPOCH, result.get("training_iteration", 0)))
         metrics = _metrics_of(result)
         node = str(result.get(NODE_TAG) or "")
+        if result.get(M.INFEASIBLE):  # over a measured budget: its measurements, no epoch
+            reason = str(result.get(M.INFEASIBLE_REASON) or "over a measured budget")
+            self._on_run(
+                "record rejection", trial, lambda rid: self._reject(trial, rid, metrics, reason)
+            )
+            return
         replayed = bool(result.get(M.REPLAYED))
         ts = int(time.time() * 1000)
         self._on_run(
@@ -220,6 +226,22 @@ class _TrialTracker:
         if batch:
             self.logged_step[tid] = step
 
+    def _reject(self, trial, run_id: str, metrics: dict[str, float], reason: str) -> None:
+        from mlflow.entities import Metric, RunTag
+
+        flat = {k: v for k, v in trial.config.items() if not k.startswith("_run")}
+        ts = int(time.time() * 1000)
+        self.client.log_batch(
+            run_id,
+            metrics=[Metric(k, v, ts, 0) for k, v in metrics.items()],
+            tags=[
+                RunTag(STATUS_TAG, INFEASIBLE),
+                RunTag("infeasible_reason", reason[:4000]),
+                RunTag("config_hash", config_hash(flat)),
+                RunTag("stopped_at_epoch", "0"),
+            ],
+        )
+
     def on_trial_recover(self, iteration, trials, trial, **info):
         n = str(getattr(getattr(trial, "run_metadata", None), "num_failures", 1))
         reason = failure_reason(trial)
@@ -235,6 +257,9 @@ class _TrialTracker:
         self._on_run("finish run", trial, lambda rid: self._finish(trial, rid, epoch))
 
     def _finish(self, trial, run_id: str, epoch: int) -> None:
+        if (trial.last_result or {}).get(M.INFEASIBLE):
+            self.client.set_terminated(run_id, "FINISHED")  # tagged infeasible by `_reject`
+            return
         status = COMPLETED if epoch >= self.max_epochs else STOPPED_EARLY
         if status == COMPLETED and self.model_writer is not None:
             self._log_model(trial, run_id)

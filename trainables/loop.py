@@ -157,6 +157,8 @@ class Trainer:
         self.generator = torch.Generator().manual_seed(recipe.seed + DATA_SEED_OFFSET)
         self.epoch = 0
         self.history: list[dict[str, float]] = []
+        # metrics of the architecture that hold for every epoch (measured latency, ...)
+        self.constants: dict[str, float] = {}
         c = count(cfg)
         self.counts = {
             M.PARAMS: c.params,
@@ -233,6 +235,7 @@ class Trainer:
         if len(self.val_x):
             result.update(self.evaluate("val"))
         result.update(self.counts)
+        result.update(self.constants)
         result[M.IMAGES_PER_SEC] = seen / train_seconds
         result[M.EPOCH_SECONDS] = time.perf_counter() - t0
         self.history.append(result)

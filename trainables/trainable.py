@@ -61,6 +61,10 @@ class RunSpec:
     device: "auto" (a GPU when Ray gave the trial one), "cpu" or "cuda".
     checkpoint_every: save a checkpoint every this many epochs, and always at the last one.
     augment: the paper's crop/rotate/flip augmentation.
+    measure: what to measure before training (`lrunet.objectives.MEASUREMENTS` name ->
+        settings, e.g. {"latency": {"target": "cpu1", "batch_size": 32}}); reported every epoch.
+    limits: budgets on measured objectives (budget key -> limit, e.g. {"max_latency_ms": 4}):
+        a trial over one reports itself infeasible and trains nothing.
     """
 
     dataset: str = "digits"
@@ -74,6 +78,8 @@ class RunSpec:
     device: str = "auto"
     checkpoint_every: int = 1
     augment: bool = True
+    measure: dict[str, dict[str, Any]] | None = None
+    limits: dict[str, float] | None = None
 
     def __post_init__(self) -> None:
         for name in ("subset", "max_epochs", "cpus"):
@@ -256,6 +262,46 @@ def epoch_line(arch: str, m: Mapping[str, Any], epochs: int) -> str:
     )
 
 
+def measure_before_training(
+    trainer: Trainer, measure: Mapping[str, Mapping[str, Any]] | None
+) -> dict[str, float]:
+    """The measured metrics of the trial's architecture on its own hardware (`RunSpec.measure`),
+    taken from its history when it resumes (a restart on another node keeps the first values),
+    else measured now. They become part of every epoch's result (`Trainer.constants`)."""
+    import torch
+
+    from lrunet.objectives import get_measurement
+
+    out: dict[str, float] = {}
+    last = trainer.history[-1] if trainer.history else {}
+    for name, settings in (measure or {}).items():
+        m = get_measurement(name)
+        if all(k in last for k in m.keys):
+            out.update({k: last[k] for k in m.keys})
+            continue
+        # the measurement builds its own model: keep the training's RNG stream untouched
+        with torch.random.fork_rng(devices=[]):
+            out.update(m.run(trainer.cfg, settings, trainer.setup.threads))
+    trainer.constants.update(out)
+    return out
+
+
+def rejection(trainer: Trainer, measured: Mapping[str, float], limits) -> dict[str, Any] | None:
+    """The result a trial over a measured budget reports instead of training (None: within)."""
+    from lrunet.objectives import over_budget
+
+    over = over_budget(measured, limits or {})
+    if not over:
+        return None
+    return {
+        M.INFEASIBLE: True,
+        M.INFEASIBLE_REASON: f"{trainer.cfg.name} over budget: {'; '.join(over)}",
+        M.EPOCH: 0,
+        **trainer.counts,
+        **measured,
+    }
+
+
 def train_lrunet(config: dict[str, Any]) -> None:
     """Ray Tune function trainable: train, report every epoch, checkpoint, resume."""
     from ray import tune
@@ -266,6 +312,12 @@ def train_lrunet(config: dict[str, Any]) -> None:
     trainer, spec = build_trainer(config, cpus=_assigned_cpus())
     node = _node_id()
     seen = resume_trainer(trainer, tune.get_checkpoint(), _stored_checkpoints())
+    measured = measure_before_training(trainer, spec.measure)
+    rejected = rejection(trainer, measured, spec.limits)
+    if rejected is not None:  # over a measured budget: recorded infeasible, nothing trained
+        print(rejected[M.INFEASIBLE_REASON], flush=True)
+        tune.report({**rejected, NODE_ID: node, "training_iteration": 0})
+        return
     unseen = [r for r in trainer.history if r[M.EPOCH] > seen]
     for i, result in enumerate(unseen):  # trained before a crash, never registered by Tune
         _report(trainer, {**result, M.REPLAYED: True}, i == len(unseen) - 1)
