@@ -53,6 +53,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--threads", type=int, default=None, help="intra-op threads of the cpu and ort-cpu targets"
     )
+    parser.add_argument(
+        "--clock",
+        default="wall",
+        help="what times the calls: wall (default) or cpu (the thread's CPU time: steady on a "
+        "shared machine; one-thread targets only)",
+    )
 
 
 def family_table() -> list[dict]:
@@ -95,8 +101,10 @@ def run(args: argparse.Namespace) -> int:
             "describe needs an architecture name (e.g. 14-LruNet-1x), or --list to see the "
             "families and their presets"
         )
-    if not args.latency and (args.target != "cpu1" or args.batch_size != 1 or args.threads):
-        raise ValueError("--target, --batch-size and --threads need --latency")
+    if not args.latency and (
+        args.target != "cpu1" or args.batch_size != 1 or args.threads or args.clock != "wall"
+    ):
+        raise ValueError("--target, --batch-size, --threads and --clock need --latency")
     info = DATASETS[args.dataset]
     cfg = parse_name(args.arch, **info.geometry)
     family = family_of(cfg)
@@ -133,7 +141,8 @@ def run(args: argparse.Namespace) -> int:
         )
         print(
             f"  latency      {out['latency_ms']:.3g} ms (IQR {out['latency_iqr_ms']:.2g}) at "
-            f"batch 1{batch}, on {args.target}; measured in {out['latency_seconds']:.1f} s"
+            f"batch 1{batch}, on {args.target} ({args.clock} clock); measured in "
+            f"{out['latency_seconds']:.1f} s"
         )
     return 0
 
@@ -151,9 +160,12 @@ def _latency(cfg, args: argparse.Namespace) -> dict:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.threads is not None and args.threads < 1:
         raise ValueError(f"--threads must be >= 1, got {args.threads}")
-    found = L.measure_config(cfg, args.target, args.batch_size, threads=args.threads)
+    found = L.measure_config(
+        cfg, args.target, args.batch_size, threads=args.threads, clock=args.clock
+    )
     return {
         **{k: round(found[k], 6) for k in L.LATENCY_KEYS},
         "latency_target": args.target,
         "latency_batch_size": args.batch_size,
+        "latency_clock": args.clock,
     }

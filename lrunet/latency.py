@@ -21,6 +21,9 @@ too short to time reliably), then samples in blocks of `BLOCK` until the running
 (its relative change below `TOLERANCE` over `STABLE_BLOCKS` consecutive blocks, after at least
 `MIN_SAMPLES`) or `max_seconds` have passed (`Latency.stable` is False then). A sample's time
 divided by its calls is one per-call time; the result is their median and interquartile range.
+Samples are timed by the wall clock, or with `clock="cpu"` by the calling thread's CPU time
+(`CLOCKS`: single-threaded targets only), which other processes on a shared machine barely move
+(benchmarks/latency.py; benchmarks/RESULTS.md, "Inference latency").
 
 This module imports torch only; `onnxruntime` is imported lazily, inside the ort-cpu path.
 """
@@ -57,6 +60,11 @@ BLOCK = 10  # samples per block of the stopping rule
 MIN_SAMPLES = 30
 TOLERANCE = 0.02  # relative change of the running median between consecutive blocks
 STABLE_BLOCKS = 2  # consecutive blocks under TOLERANCE that end the measurement
+# what times a sample: "wall" (time.perf_counter, the latency a user waits for, the default) or
+# "cpu" (time.thread_time, the calling thread's CPU time: immune to other processes taking the
+# cores, so steady on a shared machine; single-threaded work only: cpu1, or cpu / ort-cpu at
+# one thread, where it equals the wall time of an idle machine)
+CLOCKS = ("wall", "cpu")
 
 
 @dataclass(frozen=True)
@@ -72,6 +80,7 @@ class Latency:
     threads: int  # intra-op threads (cuda: the host's torch threads)
     seconds: float  # wall seconds the measurement cost (export and warm-up included)
     stable: bool  # the stopping rule converged before max_seconds
+    clock: str = "wall"  # what timed the samples (CLOCKS)
 
 
 def measure_latency(
@@ -82,34 +91,45 @@ def measure_latency(
     *,
     threads: int | None = None,
     max_seconds: float = DEFAULT_MAX_SECONDS,
+    clock: str = "wall",
 ) -> Latency:
     """Median latency of `model` on `target` for one batch of `batch_size` inputs of shape
     `input_shape` (C, H, W). The model is put in eval mode (its mode is restored after; on cuda
-    a copy is moved to the GPU)."""
-    return _measure(model, input_shape, target, (batch_size,), threads, max_seconds)[0]
+    a copy is moved to the GPU). `clock`: see `CLOCKS`."""
+    return measure_batches(
+        model,
+        input_shape,
+        target,
+        (batch_size,),
+        threads=threads,
+        max_seconds=max_seconds,
+        clock=clock,
+    )[0]
 
 
 def measure_config(
-    cfg: Any, target: str, batch_size: int, *, threads: int | None = None
+    cfg: Any, target: str, batch_size: int, *, threads: int | None = None, clock: str = "wall"
 ) -> dict[str, float]:
     """The `LATENCY_KEYS` of a family config on `target`, at batch 1 and at `batch_size`, at the
     config's geometry (`cfg.in_channels`, `cfg.input_size`), random weights.
 
-    Memoised per process on (cfg, target, batch_size, threads): a Ray worker reused across trials
-    measures an architecture once, and the same dict object comes back (do not mutate it)."""
-    key = (cfg, target, batch_size, threads)
+    Memoised per process on (cfg, target, batch_size, threads, clock): a Ray worker reused across
+    trials measures an architecture once, and the same dict object comes back (do not mutate
+    it)."""
+    key = (cfg, target, batch_size, threads, clock)
     if key in _MEMO:
         return _MEMO[key]
     from lrunet.registry import build_model  # the registry imports no torch at its import
 
     _check_target(target)
     _check_batch_size(batch_size)
+    _check_clock(clock, target, threads)
     t0 = time.perf_counter()
     torch.manual_seed(0)  # the weights do not matter; fixed anyway, so a run repeats exactly
     model = build_model(cfg)
     shape = (int(cfg.in_channels), int(cfg.input_size), int(cfg.input_size))
     sizes = (1,) if batch_size == 1 else (1, batch_size)
-    found = _measure(model, shape, target, sizes, threads, DEFAULT_MAX_SECONDS)
+    found = measure_batches(model, shape, target, sizes, threads=threads, clock=clock)
     one, batch = found[0], found[-1]
     out = {
         "latency_ms": one.median_ms,
@@ -125,18 +145,22 @@ def measure_config(
 _MEMO: dict[tuple, dict[str, float]] = {}
 
 
-# --- the measurement ---------------------------------------------------------------------------
+# --- the measurement itself ------------------------------------------------------------------
 
 
-def _measure(
+def measure_batches(
     model: nn.Module,
     input_shape: Sequence[int],
     target: str,
     batch_sizes: Sequence[int],
-    threads: int | None,
-    max_seconds: float,
+    *,
+    threads: int | None = None,
+    max_seconds: float = DEFAULT_MAX_SECONDS,
+    clock: str = "wall",
 ) -> list[Latency]:
-    """One Latency per batch size, sharing the target's set-up (one ONNX export for all)."""
+    """`measure_latency` for each of `batch_sizes` in turn (a size may repeat: the benchmark's
+    repeated measurements), sharing one set-up of the target (one ONNX export for all). The
+    first Latency's `seconds` include the set-up, the others' their own timing only."""
     _check_target(target)
     shape = _check_shape(input_shape)
     for b in batch_sizes:
@@ -147,11 +171,13 @@ def _measure(
         raise ValueError(f"threads: expected an integer >= 1 or None, got {threads!r}")
     if not (isinstance(max_seconds, (int, float)) and max_seconds > 0):
         raise ValueError(f"max_seconds: expected a number > 0, got {max_seconds!r}")
+    _check_clock(clock, target, threads)
     if target == "cuda" and not torch.cuda.is_available():
         raise ValueError(
             "target 'cuda': CUDA is not available on this machine (torch "
             f"{torch.__version__}); use cpu1, cpu or ort-cpu"
         )
+    timer = time.thread_time if clock == "cpu" else time.perf_counter
     was_training = model.training
     model.eval()
     try:
@@ -160,7 +186,7 @@ def _measure(
         with _runner(model, shape, target, threads) as (make_call, used_threads):
             for b in batch_sizes:
                 sync = torch.cuda.synchronize if target == "cuda" else _no_sync
-                median, iqr, n, per, stable = _time_calls(make_call(b), sync, max_seconds)
+                median, iqr, n, per, stable = _time_calls(make_call(b), sync, max_seconds, timer)
                 out.append(
                     Latency(
                         target=target,
@@ -172,6 +198,7 @@ def _measure(
                         threads=used_threads,
                         seconds=time.perf_counter() - start,
                         stable=stable,
+                        clock=clock,
                     )
                 )
                 start = time.perf_counter()  # the next batch size pays no set-up again
@@ -250,19 +277,22 @@ def _time_calls(
     sync: Callable[[], None],
     max_seconds: float,
     clock: Callable[[], float] = time.perf_counter,
+    wall: Callable[[], float] | None = None,
 ) -> tuple[float, float, int, int, bool]:
     """(median s per call, IQR s, samples, calls per sample, stable) by the stopping rule;
-    `sync()` waits for queued device work (torch.cuda.synchronize on cuda). `clock` is the
-    wall clock (the tests drive the rule with a clock of their own)."""
-    start = clock()
+    `sync()` waits for queued device work (torch.cuda.synchronize on cuda). `clock` times the
+    calls, `wall` (default: `clock`) the warm-up and the cap; the tests drive the rule with a
+    clock of their own."""
+    wall = wall or clock
+    start = wall()
     warm: list[float] = []
-    while len(warm) < WARMUP_CALLS or sum(warm) < WARMUP_SECONDS:
+    while len(warm) < WARMUP_CALLS or wall() - start < WARMUP_SECONDS:
         sync()
         t = clock()
         call()
         sync()
         warm.append(clock() - t)
-        if clock() - start > max_seconds / 4 and len(warm) >= 2:
+        if wall() - start > max_seconds / 4 and len(warm) >= 2:
             break
     per_call = statistics.median(warm[1:]) if len(warm) > 1 else warm[0]
     calls = max(1, math.ceil(SAMPLE_SECONDS / max(per_call, 1e-9)))
@@ -284,7 +314,7 @@ def _time_calls(
             ):
                 stable = True
                 break
-        if clock() - start > max_seconds:
+        if wall() - start > max_seconds:
             break
     return statistics.median(times), _iqr(times), len(times), calls, stable
 
@@ -302,6 +332,24 @@ def _iqr(values: Sequence[float]) -> float:
 def _check_target(target: str) -> None:
     if target not in TARGETS:
         raise ValueError(f"unknown latency target {target!r}; choose one of {', '.join(TARGETS)}")
+
+
+def _check_clock(clock: str, target: str, threads: int | None) -> None:
+    if clock not in CLOCKS:
+        raise ValueError(f"unknown latency clock {clock!r}; choose one of {', '.join(CLOCKS)}")
+    one_thread = target == "cpu1" or (
+        target in ("cpu", "ort-cpu")
+        and (threads == 1 or (threads is None and (target == "ort-cpu" or _torch_threads() == 1)))
+    )
+    if clock == "cpu" and not one_thread:
+        raise ValueError(
+            f"clock 'cpu' times the calling thread only: use it with cpu1, or cpu / ort-cpu "
+            f"with threads=1 (target {target!r}, threads {threads!r}); or clock 'wall'"
+        )
+
+
+def _torch_threads() -> int:
+    return torch.get_num_threads()
 
 
 def _check_batch_size(b: int) -> None:

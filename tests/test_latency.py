@@ -174,6 +174,7 @@ def test_describe_latency_json_prints_the_latency_of_the_target(target, capsys):
     out = json.loads(capsys.readouterr().out)
     assert out["name"] == "1-LruNet-0.25x" and out["params"] > 0
     assert out["latency_target"] == target and out["latency_batch_size"] == 2
+    assert out["latency_clock"] == "wall"
     for key in L.LATENCY_KEYS:
         assert math.isfinite(out[key]) and out[key] >= 0
     assert out["latency_ms"] > 0 and out["latency_batch_ms"] > 0
@@ -189,3 +190,18 @@ def test_describe_latency_text_and_errors(capsys):
     assert len(err.splitlines()) == 1
     assert launch.main(["describe", "1-LruNet-0.25x", "--target", "cpu"]) == 2
     assert "need --latency" in capsys.readouterr().err
+
+
+def test_the_cpu_clock_times_the_calling_threads_work_and_refuses_threaded_targets():
+    spin = L.measure_latency(Spin(2.0), SHAPE, "cpu1", max_seconds=2.0, clock="cpu")
+    assert spin.clock == "cpu" and 0 < spin.median_ms <= 2.5  # CPU time of a 2 ms wall spin
+    # ONNX Runtime at one thread runs on the calling thread: its CPU time is its work, not ~0
+    model = tiny()
+    ort = L.measure_batches(model, SHAPE, "ort-cpu", [8, 8], max_seconds=2.0, clock="cpu")[1]
+    wall = L.measure_latency(model, SHAPE, "cpu1", 8, max_seconds=2.0, clock="wall")
+    assert ort.median_ms > 0.02 * wall.median_ms, (ort, wall)
+    for target, threads in (("cpu", 2), ("ort-cpu", 2), ("cuda", None)):
+        with pytest.raises(ValueError, match="clock 'cpu' times the calling thread only"):
+            L.measure_latency(tiny(), SHAPE, target, threads=threads, clock="cpu")
+    with pytest.raises(ValueError, match="unknown latency clock 'gpu'; choose one of wall, cpu"):
+        L.measure_latency(tiny(), SHAPE, "cpu1", clock="gpu")
