@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("trainables.cli", "train one architecture without Ray"),
     "pareto": ("experiments.cli_pareto", "recompute and print an experiment's Pareto front"),
     "export": ("experiments.cli_export", "export winners as standalone TorchScript/ONNX models"),
+    "reproduce": ("experiments.cli_reproduce", "train a paper's table, print it beside the paper"),
     "ui": (
         "experiments.cli_ui",
         "start the MLflow UI on a store, print the newest front's URL",
