@@ -20,6 +20,7 @@ from ray.tune.experiment import Trial
 from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 
 from experiments.moasha import STATE_FILE, MOASHAScheduler, keeps, rung_milestones
+from experiments.pareto import non_dominated_sort
 from lrunet.metrics import PARAMS, VAL_ACC
 
 pytestmark = pytest.mark.timeout(120)
@@ -173,6 +174,71 @@ def test_a_trial_dominated_by_every_recorded_trial_stops_once_one_is_recorded(k:
         worst = recorded.min(axis=0) - 0.01
         scheduler = _rung_with([tuple(r * sign) for r in recorded], metrics, modes)
         assert _newcomer(scheduler, metrics, worst * sign) == STOP, n
+
+
+# Non-collinear (accuracy max, params min) rungs where the newcomer dominates every recorded trial.
+# Syne Tune 0.16's MOASHA (asha.Bracket with NonDominatedPriority) ranks its non-dominated sort's
+# output, an *ordering* (trial indices, best first), as if it held each trial's priority, so the
+# newcomer's "rank" is that of whichever trial sorts last: here C, index 2 of 4 -> 0.5 > 1/3,
+# stop, though the newcomer dominates all three. Its own tests have no such case.
+DOMINATED_RUNG = [(80.0, 1000.0), (85.0, 5000.0), (60.0, 8000.0)]  # A, B: front; C behind both
+DOMINATOR = (90.0, 150.0)
+
+
+def _ordering_read_as_ranks(recorded, x, rf: float) -> bool:
+    """Continue? with a non-dominated sort's ordering read as priorities (the misreading)."""
+    ordering = np.concatenate(non_dominated_sort([*recorded, x], ["max", "min"]))
+    rank = np.searchsorted(np.sort(ordering), ordering)[-1] / len(ordering)
+    return not rank > 1 / rf
+
+
+def test_a_dominating_trial_continues_at_a_non_collinear_rung() -> None:
+    metrics, modes = [VAL_ACC, PARAMS], ["max", "min"]
+    (ax, ay), (bx, by), (cx, cy) = ((acc, np.log10(p)) for acc, p in DOMINATED_RUNG)
+    assert abs((bx - ax) * (cy - ay) - (by - ay) * (cx - ax)) > 1.0  # not on a line (log too)
+    assert not _ordering_read_as_ranks(DOMINATED_RUNG, DOMINATOR, 3)  # the case bites
+    scheduler = _rung_with(DOMINATED_RUNG, metrics, modes, rf=3)
+    assert _newcomer(scheduler, metrics, DOMINATOR) == CONTINUE
+    assert keeps([(acc, -p) for acc, p in DOMINATED_RUNG], (DOMINATOR[0], -DOMINATOR[1]), 3)
+
+
+def test_dominating_trials_continue_at_every_rung_of_a_two_objective_stream() -> None:
+    """Through the scheduler at rungs 1, 3 and 9: random non-collinear (accuracy, params) rungs
+    and a newcomer that dominates each; many of them are cases the misreading would stop."""
+    metrics, modes = [VAL_ACC, PARAMS], ["max", "min"]
+    rng = np.random.default_rng(17)
+    misread = 0
+    for n in range(1, 30):
+        scheduler = MOASHAScheduler(metrics, modes, max_t=27, grace_period=1, reduction_factor=3)
+        for t in (1, 3, 9):  # trials reporting first at t are recorded at rung t only
+            acc = rng.uniform(50, 90, size=n)
+            params = 10 ** rng.uniform(3, 6, size=n)
+            recorded = list(zip(acc, params, strict=True))
+            x = (acc.max() + rng.uniform(0.01, 2), params.min() * rng.uniform(0.5, 1))
+            misread += not _ordering_read_as_ranks(recorded, x, 3)
+            for trial, (a, p) in zip(_trials(n), recorded, strict=True):
+                scheduler.on_trial_add(None, trial)
+                scheduler.on_trial_result(None, trial, _result(t, **{VAL_ACC: a, PARAMS: p}))
+            (newcomer,) = _trials(1)
+            scheduler.on_trial_add(None, newcomer)
+            result = _result(t, **{VAL_ACC: x[0], PARAMS: x[1]})
+            assert scheduler.on_trial_result(None, newcomer, result) == CONTINUE, (n, t)
+        assert [len(r) for _, r in scheduler._rungs] == [0, n + 1, n + 1, n + 1]
+    assert misread >= 20  # the stream exercises the failure mode, not only easy rungs
+
+
+def test_syne_tune_moasha_stops_the_dominating_trial() -> None:
+    """The peer's behaviour that the two tests above guard against (skipped without the
+    optional `[bench]` extra)."""
+    asha = pytest.importorskip("syne_tune.optimizer.schedulers.asha")
+    prio = pytest.importorskip(
+        "syne_tune.optimizer.schedulers.multiobjective.multiobjective_priority"
+    )
+    bracket = asha.Bracket(1, 9, 3, 0, prio.NonDominatedPriority())
+    for i, (acc, p) in enumerate(DOMINATED_RUNG):  # minimised, as its MOASHA passes them
+        bracket.on_result(trial_id=i, cur_iter=1, metrics={"err": -acc, "params": p})
+    newcomer = {"err": -DOMINATOR[0], "params": DOMINATOR[1]}
+    assert bracket.on_result(trial_id=3, cur_iter=1, metrics=newcomer) == "STOP"
 
 
 def test_cheap_end_of_the_front_survives_where_accuracy_asha_stops_it() -> None:
