@@ -1,180 +1,264 @@
-"""Search efficiency of the schedulers: what front does each buy with the same wall-clock budget?
+"""Search efficiency on a recorded learning-curve table: which searcher + scheduler buys the best
+front for the compute it spends?
 
-On real Fashion-MNIST (a 3,000-image subset; `benchmarks/search_efficiency.yaml`, a 24-config
-grid), this runs, one after the other on the same local Ray:
+Every search replays `benchmarks/tables/fmnist_lru_dacnn.csv` (60 real Fashion-MNIST configs x
+10 epochs, `launch.py record`) through the real Ray Tune loop, our searchers and schedulers and
+the replay trainable (`benchmarks/replay_runs.py`), one trial at a time on one local Ray, until
+half of the grid's compute (the sum of the recorded epoch seconds of every epoch reported) is
+spent or the searcher has nothing left. Methods: FIFO + random, ASHA on accuracy + random,
+MO-ASHA + random, NSGA-II + MO-ASHA, TPE + MO-ASHA, and the peer, Syne Tune 0.16's MOASHA
+through its own simulator (`benchmarks/syne_peer.py`; optional extra `[bench]`: skipped, saying
+why, when absent). Seeds are paired: seed s gives every random-search method the same shuffled
+grid, and the Optuna samplers that seed. Hypervolumes are normalised to the full table's front
+(two views: `benchmarks/search_report.py`) and read at 1/10, 1/4 and 1/2 of the grid's compute.
 
-1. the full grid at the full budget (FIFO, every config for `max_epochs`): the reference front;
-2. FIFO + random order, ASHA on accuracy, and MO-ASHA (`experiments.moasha`), each with the same
-   wall-clock budget, a fraction (default 1/3) of the time the grid took.
+Before the comparison it checks the simulator: FIFO given the whole grid's compute scores exactly
+1 in both views, and MO-ASHA with accuracy as its only objective takes Ray's ASHA's decisions on
+the same seeded stream. It prints the Spearman correlation of each epoch's accuracy with the last.
 
-Only trials that reached the full budget enter a front (as in the platform). It prints each
-front's hypervolume, its ratio to the grid's, and the compute each used (epochs trained and the
-sum of the trials' epoch seconds), e.g.
-
-    python benchmarks/search_efficiency.py            # about 15-25 minutes on 2 cores
-    python benchmarks/search_efficiency.py --quick    # 8 configs, 3 epochs: a few minutes
+    python benchmarks/search_efficiency.py --quick     # 3 seeds
+    python benchmarks/search_efficiency.py             # 20 seeds
+    python benchmarks/search_efficiency.py --live      # the old live check on real training
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
-from experiments import pareto  # noqa: E402
-from lrunet import metrics as M  # noqa: E402
-from search_spaces.loader import load_space  # noqa: E402
+from benchmarks import search_report as R  # noqa: E402
+from benchmarks.replay_runs import METHODS, Settings, run_ray  # noqa: E402
 
-HERE = Path(__file__).resolve().parent
-
-
-@dataclass
-class Outcome:
-    method: str
-    hypervolume: float
-    completed: int
-    trials: int
-    epochs: int
-    compute_s: float
-    wall_s: float
-    front: list[tuple[str, float, float]]
+TABLE = ROOT / "benchmarks" / "tables" / "fmnist_lru_dacnn.csv"
+SHARES = (0.1, 0.25, 0.5)
+OURS = ("moasha+random", "moasha+nsga2", "moasha+tpe")
 
 
-def run_method(method: str, spec, time_budget_s: float | None, storage: str, seed: int) -> Outcome:
-    from ray import tune
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+def get_args_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--live", action="store_true", help="the live check (real training) instead")
+    p.add_argument("--table", default=str(TABLE), help="a table written by launch.py record")
+    p.add_argument("--seeds", type=int, default=20, help="seeds per method (default 20)")
+    p.add_argument("--quick", action="store_true", help="3 seeds")
+    p.add_argument("--first-seed", type=int, default=0)
+    p.add_argument("--grace", type=int, default=1, help="first rung, in epochs (default 1)")
+    p.add_argument("--reduction-factor", type=float, default=3.0)
+    p.add_argument("--methods", nargs="+", default=[*METHODS, "syne-tune"])
+    p.add_argument("--no-checks", action="store_true", help="skip the simulator checks")
+    p.add_argument("--csv", default=str(ROOT / "benchmarks" / "search_efficiency_seeds.csv"))
+    p.add_argument("--plot", default=str(ROOT / "docs" / "search_efficiency.png"))
+    p.add_argument("--logs", default=None, help="also write every search's reports (JSON)")
+    return p
 
-    from experiments.moasha import MOASHAScheduler
-    from experiments.searchers import SpaceSampler
-    from lrunet.recipe import split_trial_config
-    from trainables.trainable import RUN_KEY, make_trainable
 
-    t = spec.training
-    if method in ("grid", "fifo+random"):
-        scheduler = FIFOScheduler()
-    elif method == "asha(acc)":
-        scheduler = ASHAScheduler(
-            time_attr="training_iteration",
-            metric=M.VAL_ACC,
-            mode="max",
-            max_t=t.max_epochs,
-            grace_period=t.grace_epochs,
-            reduction_factor=t.reduction_factor,
+def check_args(args: argparse.Namespace, table) -> Settings:
+    """Settings for the searches; ValueError for arguments that cannot work, before compute."""
+    unknown = [m for m in args.methods if m not in (*METHODS, "syne-tune")]
+    if unknown:
+        raise ValueError(f"--methods {unknown}: choose from {', '.join(METHODS)}, syne-tune")
+    if args.seeds < 1:
+        raise ValueError(f"--seeds {args.seeds}: need at least 1 (10 or more to compare)")
+    if not 1 <= args.grace < table.epochs:
+        raise ValueError(
+            f"--grace {args.grace}: the first rung must be 1..{table.epochs - 1} epochs "
+            f"(the table holds {table.epochs})"
         )
-    else:
-        scheduler = MOASHAScheduler(
-            metrics=spec.metrics,
-            modes=spec.modes,
-            max_t=t.max_epochs,
-            grace_period=t.grace_epochs,
-            reduction_factor=t.reduction_factor,
-        )
-    run = {"dataset": spec.dataset, "subset": t.subset, "max_epochs": t.max_epochs}
-    tuner = tune.Tuner(
-        make_trainable(1, 0),
-        param_space={**spec.fixed, RUN_KEY: run},
-        tune_config=tune.TuneConfig(
-            search_alg=SpaceSampler(spec, seed),
-            scheduler=scheduler,
-            num_samples=spec.num_configs,
-            max_concurrent_trials=2,
-            reuse_actors=True,
-            time_budget_s=time_budget_s,
-        ),
-        run_config=tune.RunConfig(
-            name=method.replace("(", "-").replace(")", "").replace("+", "-"),
-            storage_path=storage,
-            verbose=0,
-        ),
+    if not args.reduction_factor > 1:
+        raise ValueError(f"--reduction-factor {args.reduction_factor}: must be > 1 (e.g. 3)")
+    fr = R.frame(table, table.space().reference_point, table.epochs)
+    return Settings(args.grace, args.reduction_factor, table.epochs, max(SHARES) * fr.grid_compute)
+
+
+def simulator_checks(table, spec, s: Settings, fr: R.Frame, storage: str) -> list[str]:
+    """FIFO with the whole grid as budget -> normalised HV 1; one-objective MO-ASHA = ASHA."""
+    from dataclasses import replace
+
+    from lrunet import metrics as M
+
+    whole = replace(s, budget_s=fr.grid_compute * 1.001)
+    fifo = run_ray("fifo+random", table, spec, 0, whole, storage)
+    hv = {v: x[-1] for v, x in R.hv_at(fifo, fr, [1.0]).items()}
+    lines = [
+        f"check: FIFO over the whole grid completed {len(fifo.completed(s.max_t))}/"
+        f"{len(table.configs)} configs, normalised HV platform {hv['platform']!r}, "
+        f"tight {hv['tight']!r} (must be exactly 1)"
+    ]
+    if any(abs(v - 1.0) > 1e-12 for v in hv.values()):
+        raise RuntimeError("simulator check failed: " + lines[0])
+    asha = run_ray("asha(acc)+random", table, spec, 0, s, storage)
+    mo1 = run_ray("moasha+random", table, spec, 0, s, storage, moasha_metrics=[M.VAL_ACC])
+    same = asha.epochs_per_trial() == mo1.epochs_per_trial()
+    lines.append(
+        f"check: MO-ASHA on accuracy alone vs Ray's ASHA, seed 0: {len(asha.epochs_per_trial())} "
+        f"trials, epochs reached per trial {'identical' if same else 'DIFFERENT'}"
     )
-    t0 = time.time()
-    grid = tuner.fit()
-    wall = time.time() - t0
-    points, names, epochs, compute = [], [], 0, 0.0
-    for r in grid:
-        df = r.metrics_dataframe
-        if df is None or df.empty:
-            continue
-        epochs += len(df)
-        compute += float(df[M.EPOCH_SECONDS].sum())
-        last = df.iloc[-1]
-        if int(last["training_iteration"]) >= t.max_epochs:
-            flat = {k: v for k, v in r.config.items() if k != RUN_KEY}
-            cfg, _ = split_trial_config(flat, **spec.geometry)
-            names.append(cfg.name)
-            points.append([float(last[m]) for m in spec.metrics])
-    hv = pareto.hypervolume(points, spec.modes, spec.reference_point) if points else 0.0
-    front = []
-    if points:
-        mask = pareto.pareto_front_mask(points, spec.modes)
-        front = sorted((names[i], *points[i]) for i in range(len(points)) if mask[i])
-    return Outcome(method, hv, len(points), len(grid), epochs, compute, wall, front)
+    if not same:
+        raise RuntimeError("simulator check failed: " + lines[-1])
+    return lines
+
+
+def run_all(args, table, s: Settings, fr: R.Frame) -> dict[str, list]:
+    """Every method x seed; the peer too when Syne Tune is installed."""
+    import ray
+
+    from benchmarks import syne_peer
+
+    spec = table.space()
+    logs: dict[str, list] = {}
+    seeds = range(args.first_seed, args.first_seed + (3 if args.quick else args.seeds))
+    ours = [m for m in args.methods if m in METHODS]
+    peer = "syne-tune" in args.methods
+    if peer and (why := syne_peer.available()):
+        print(f"skipping Syne Tune's MOASHA: {why}")
+        peer = False
+    pythonpath = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    mine = not ray.is_initialized()  # a caller's Ray (the tests') is used as it is
+    if mine:
+        ray.init(
+            num_cpus=2,
+            include_dashboard=False,
+            log_to_driver=False,
+            runtime_env={"env_vars": {"PYTHONPATH": pythonpath}},
+        )
+    try:
+        with tempfile.TemporaryDirectory(prefix="lrunet-replay-bench-") as storage:
+            if not args.no_checks:
+                for line in simulator_checks(table, spec, s, fr, storage):
+                    print(line, flush=True)
+            for seed in seeds:
+                t0 = time.perf_counter()
+                for m in ours:
+                    logs.setdefault(m, []).append(run_ray(m, table, spec, seed, s, storage))
+                if peer:
+                    from dataclasses import replace
+
+                    # its simulated clock also counts its own loop's time: stop late, cut here
+                    late = replace(s, budget_s=2 * s.budget_s)
+                    logs.setdefault(syne_peer.METHOD, []).append(
+                        syne_peer.run_syne(table, seed, late)
+                    )
+                print(f"seed {seed}: {time.perf_counter() - t0:.0f} s", flush=True)
+    finally:
+        if mine:
+            ray.shutdown()
+    return logs
+
+
+def per_seed_rows(logs: dict[str, list], fr: R.Frame) -> list[dict]:
+    rows = []
+    for m, ls in logs.items():
+        for log in ls:
+            hv = R.hv_at(log, fr, SHARES)
+            for i, share in enumerate(SHARES):
+                done = [c for c, *_ in log.completed(fr.max_t) if c <= share * fr.grid_compute]
+                rows.append(
+                    {
+                        "method": m,
+                        "seed": log.seed,
+                        "share": share,
+                        "hv_platform": round(hv["platform"][i], 6),
+                        "hv_tight": round(hv["tight"][i], 6),
+                        "completed": len(done),
+                        "distinct_started": R.distinct_at(log, fr, share),
+                        "trials": log.trials(),
+                        "compute_share": round(log.compute / fr.grid_compute, 4),
+                        "wall_s": round(log.wall_s, 2),
+                    }
+                )
+    return rows
+
+
+def goal_lines(logs: dict[str, list], fr: R.Frame) -> list[str]:
+    """The README's goal, per MO-ASHA method of ours, in the platform view."""
+    mean = {}
+    for m, ls in logs.items():
+        per_seed = [R.hv_at(x, fr, SHARES)["platform"] for x in ls]
+        mean[m] = [R.mean_se([v[i] for v in per_seed])[0] for i in range(len(SHARES))]
+    peers = [m for m in mean if m not in OURS]
+    out = []
+    for m in (m for m in OURS if m in mean):
+        above = all(mean[m][i] >= mean[p][i] for p in peers for i in range(len(SHARES)))
+        quarter = mean[m][SHARES.index(0.25)]
+        out.append(
+            f"goal, {m}: at or above every peer ({', '.join(peers)}) at all three budgets: "
+            f"{'yes' if above else 'no'}; {quarter:.4f} at 1/4 (goal >= 0.95): "
+            f"{'yes' if quarter >= 0.95 else 'no'}"
+        )
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="8 configs, 3 epochs")
-    parser.add_argument(
-        "--fraction",
-        type=float,
-        default=1 / 3,
-        help="wall-clock budget of each method as a fraction of the grid's",
-    )
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    if "--live" in argv:
+        from benchmarks import search_efficiency_live
 
+        return search_efficiency_live.main([a for a in argv if a != "--live"])
+    args = get_args_parser().parse_args(argv)
     import ray
-    import torch
 
-    overrides = None
-    if args.quick:
-        overrides = {
-            "model": {"reuse": {"choice": [1, 2]}, "width": {"choice": [0.125, 0.5]}},
-            "training": {"max_epochs": 3, "subset": 1500},
-        }
-    spec = load_space(str(HERE / "search_efficiency.yaml"), overrides)
-    os.environ.setdefault("RAY_DEDUP_LOGS", "1")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    cpu = platform.processor() or platform.machine()
-    print(
-        f"machine: {os.cpu_count()} cores ({cpu}), torch {torch.__version__}, "
-        f"ray {ray.__version__}; space {spec.name}: {spec.num_configs} configs, "
-        f"{spec.training.max_epochs} epochs, {spec.training.subset} images"
-    )
-    with tempfile.TemporaryDirectory(prefix="lrunet-bench-") as storage:
-        ref = run_method("grid", spec, None, storage, args.seed)
-        budget = ref.wall_s * args.fraction
-        print(f"grid: {ref.wall_s:.0f} s wall; each method gets {budget:.0f} s")
-        outcomes = [ref] + [
-            run_method(m, spec, budget, storage, args.seed)
-            for m in ("fifo+random", "asha(acc)", "moasha")
-        ]
-    ray.shutdown()
+    from experiments.curve_table import load_table
 
-    print()
+    table = load_table(args.table)
+    s = check_args(args, table)
+    fr = R.frame(table, table.space().reference_point, s.max_t)
+    load = os.getloadavg()
     print(
-        f"{'method':<12} {'hypervolume':>12} {'vs grid':>8} {'completed':>10} {'epochs':>7} "
-        f"{'compute s':>10} {'vs grid':>8} {'wall s':>7}"
+        f"machine: {os.cpu_count()} cores ({platform.processor() or platform.machine()}), "
+        f"load {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}, python {platform.python_version()}, "
+        f"ray {ray.__version__}; table {table.path.name}: {len(table.configs)} configs x "
+        f"{table.epochs} epochs, grid compute {fr.grid_compute:,.0f} s; rungs "
+        f"grace {s.grace}, reduction factor {s.reduction_factor:g}; budget {s.budget_s:,.0f} s"
     )
-    for o in outcomes:
-        print(
-            f"{o.method:<12} {o.hypervolume:>12.4g} {o.hypervolume / ref.hypervolume:>8.1%} "
-            f"{o.completed:>4}/{o.trials:<5} {o.epochs:>7} {o.compute_s:>10.0f} "
-            f"{o.compute_s / ref.compute_s:>8.1%} {o.wall_s:>7.0f}"
+    rho = table.rank_correlation()
+    corr = ", ".join(f"e{e + 1} {r:.2f}" for e, r in enumerate(rho))
+    print(f"Spearman(val_acc at epoch e, at the last epoch): {corr}")
+    t0 = time.perf_counter()
+    logs = run_all(args, table, s, fr)
+    wall = time.perf_counter() - t0
+    rows = per_seed_rows(logs, fr)
+    R.write_csv(Path(args.csv), rows)
+    if args.logs:
+        Path(args.logs).write_text(
+            json.dumps(
+                {m: [{"seed": x.seed, "reports": x.reports} for x in ls] for m, ls in logs.items()}
+            )
         )
-    for o in outcomes:
-        print(f"\n{o.method} front ({', '.join(spec.metrics)}):")
-        for name, *vals in o.front:
-            print(f"  {name:<28} " + "  ".join(f"{v:,.2f}" for v in vals))
+    n = len(next(iter(logs.values())))
+    title = (
+        f"{table.path.name}: {len(table.configs)} configs x {table.epochs} epochs, "
+        f"{n} seeds, grace {s.grace}, rf {s.reduction_factor:g}"
+    )
+    R.plot(logs, fr, Path(args.plot), title)
+    for view in R.VIEWS:
+        print(f"\nnormalised hypervolume, {view} view (mean +- SE over {n} seeds):")
+        print("\n".join(R.summary_table(logs, fr, SHARES, view, "moasha+random")))
+    print("\nper method (mean over seeds): trials, distinct configs by 1/4 and 1/2, compute used")
+    for m, ls in logs.items():
+        trials = sum(x.trials() for x in ls) / len(ls)
+        d4 = sum(R.distinct_at(x, fr, 0.25) for x in ls) / len(ls)
+        d2 = sum(R.distinct_at(x, fr, 0.5) for x in ls) / len(ls)
+        used = sum(min(x.compute, s.budget_s) for x in ls) / len(ls) / fr.grid_compute
+        print(f"  {m:<18} {trials:6.1f} trials, {d4:5.1f} / {d2:5.1f} distinct, {used:.3f}")
+    print()
+    print("\n".join(goal_lines(logs, fr)))
+    print(f"\nwall {wall:.0f} s; per-seed numbers in {args.csv}, plot in {args.plot}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # verbose=0 is quiet with the old output
+    try:
+        sys.exit(main())
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
