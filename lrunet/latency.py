@@ -125,8 +125,11 @@ def measure_config(
     _check_batch_size(batch_size)
     _check_clock(clock, target, threads)
     t0 = time.perf_counter()
-    torch.manual_seed(0)  # the weights do not matter; fixed anyway, so a run repeats exactly
-    model = build_model(cfg)
+    # the weights do not matter; seeded anyway, so a run repeats exactly, on a forked RNG so a
+    # trial measured before training keeps its own random stream
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = build_model(cfg)
     shape = (int(cfg.in_channels), int(cfg.input_size), int(cfg.input_size))
     sizes = (1,) if batch_size == 1 else (1, batch_size)
     found = measure_batches(model, shape, target, sizes, threads=threads, clock=clock)
@@ -219,7 +222,7 @@ def _runner(
             torch.set_num_threads(want)
 
             def make_call(b: int) -> Callable[[], Any]:
-                x = torch.rand(b, *shape, dtype=torch.float32).contiguous()
+                x = _input(b, shape)
                 return lambda: model(x)
 
             with torch.inference_mode():
@@ -228,7 +231,7 @@ def _runner(
             gpu = copy.deepcopy(model).to("cuda", dtype=torch.float32)
 
             def make_cuda_call(b: int) -> Callable[[], Any]:
-                x = torch.rand(b, *shape, dtype=torch.float32, device="cuda").contiguous()
+                x = _input(b, shape).to("cuda")
                 return lambda: gpu(x)
 
             with torch.inference_mode():
@@ -253,7 +256,7 @@ def _ort_runner(
     from lrunet.onnx_file import ONNX_INPUT, ONNX_OUTPUT, write_onnx
 
     with torch.no_grad():
-        write_onnx(model, torch.rand(2, *shape, dtype=torch.float32), path)
+        write_onnx(model, _input(2, shape), path)
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -262,10 +265,17 @@ def _ort_runner(
     session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
     def make_call(b: int) -> Callable[[], Any]:
-        feed = {ONNX_INPUT: torch.rand(b, *shape, dtype=torch.float32).numpy()}
+        feed = {ONNX_INPUT: _input(b, shape).numpy()}
         return lambda: session.run([ONNX_OUTPUT], feed)
 
     return make_call
+
+
+def _input(batch: int, shape: tuple[int, int, int]) -> torch.Tensor:
+    """A contiguous float32 NCHW batch in [0, 1), from a generator of its own (the caller's
+    random stream is left alone)."""
+    g = torch.Generator().manual_seed(batch)
+    return torch.rand(batch, *shape, dtype=torch.float32, generator=g).contiguous()
 
 
 def _no_sync() -> None:

@@ -205,3 +205,14 @@ def test_the_cpu_clock_times_the_calling_threads_work_and_refuses_threaded_targe
             L.measure_latency(tiny(), SHAPE, target, threads=threads, clock="cpu")
     with pytest.raises(ValueError, match="unknown latency clock 'gpu'; choose one of wall, cpu"):
         L.measure_latency(tiny(), SHAPE, "cpu1", clock="gpu")
+
+
+def test_measuring_leaves_the_callers_random_stream_alone():
+    cfg = parse_name("1-LruNet-0.25x", **DATASETS["fashionmnist"].geometry)
+    model = tiny()
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    L.measure_config(cfg, "cpu1", 2, clock="cpu")  # builds a model, draws inputs
+    L.measure_latency(model, SHAPE, "cpu1", max_seconds=0.5)
+    assert torch.equal(torch.rand(3), expected), "a trial's seeded stream moved"
