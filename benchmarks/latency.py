@@ -12,7 +12,7 @@ runs converged before the cap, and the cost: the set-up once, then seconds per m
 trial pays the set-up plus one measurement at batch 1 and one at the space's batch size
 (`lrunet.latency.measure_config`).
 
-    python benchmarks/latency.py                      # 4 architectures x cpu1, ort-cpu; ~25 min
+    python benchmarks/latency.py           # 4 architectures x cpu1, ort-cpu; ~45 min loaded
     python benchmarks/latency.py --models 5-LruNet-0.5x --targets cpu1 --repeats 3   # ~30 s
 
 The machine is also whatever else runs on it: the load average is printed before and after each
