@@ -44,13 +44,15 @@ from typing import Any
 import torch
 from torch import nn
 
+from lrunet import metrics as M
+
 TARGETS = ("cpu1", "cpu", "ort-cpu", "cuda")
-LATENCY_KEYS = (
-    "latency_ms",  # median ms per forward pass at batch 1
-    "latency_iqr_ms",  # its interquartile range
-    "latency_batch_ms",  # median ms per forward pass of one batch of `batch_size`
-    "latency_batch_iqr_ms",
-    "latency_seconds",  # wall seconds the whole measurement cost, ONNX export included
+LATENCY_KEYS = (  # the metric names are lrunet.metrics'
+    M.LATENCY_MS,  # median ms per forward pass at batch 1
+    M.LATENCY_IQR_MS,  # its interquartile range
+    M.LATENCY_BATCH_MS,  # median ms per forward pass of one batch of `batch_size`
+    M.LATENCY_BATCH_IQR_MS,
+    M.LATENCY_SECONDS,  # wall seconds the whole measurement cost, ONNX export included
 )
 DEFAULT_MAX_SECONDS = 10.0  # per batch size: the cap of the stopping rule
 WARMUP_CALLS = 3

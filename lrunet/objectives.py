@@ -219,6 +219,14 @@ def _latency_target(v: Any) -> str:
     return v
 
 
+def _latency_clock(v: Any) -> str:
+    from lrunet.latency import CLOCKS
+
+    if v not in CLOCKS:
+        raise ValueError(f"clock {v!r} is not one of {', '.join(CLOCKS)}")
+    return v
+
+
 def _positive_int(v: Any) -> int:
     if isinstance(v, bool) or not isinstance(v, int) or v < 1:
         raise ValueError(f"expected a positive integer, got {v!r}")
@@ -228,8 +236,8 @@ def _positive_int(v: Any) -> int:
 register_measurement(
     Measurement(
         "latency",
-        {"target": _latency_target, "batch_size": _positive_int},
-        {"target": "cpu1", "batch_size": 32},
+        {"target": _latency_target, "batch_size": _positive_int, "clock": _latency_clock},
+        {"target": "cpu1", "batch_size": 32, "clock": "wall"},
         "lrunet.latency:measure_config",
         (
             M.LATENCY_MS,

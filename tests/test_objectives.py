@@ -86,13 +86,13 @@ def test_latency_space_needs_a_reference_or_a_budget(tmp_path):
     spec = load_space(str(write_space(tmp_path, budgeted, name="b.yaml")))
     assert spec.reference_point[-1] == 4.0 and spec.budgets.max_latency_ms == 4
     # the measurement is on with its defaults, and a measured budget never rejects in the driver
-    assert spec.measure == {"latency": {"target": "cpu1", "batch_size": 32}}
+    assert spec.measure == {"latency": {"target": "cpu1", "batch_size": 32, "clock": "wall"}}
     assert spec.budgets.of_kind(O.MEASURED) == {"max_latency_ms": 4}
     assert spec.check_budget(spec.sample(0)) is None
     # measure: alone logs latency without optimising it
     logged = DIGITS_SPACE.replace("training:", "measure: {latency: {target: ort-cpu}}\ntraining:")
     spec = load_space(str(write_space(tmp_path, logged, name="c.yaml")))
-    assert spec.measure == {"latency": {"target": "ort-cpu", "batch_size": 32}}
+    assert spec.measure == {"latency": {"target": "ort-cpu", "batch_size": 32, "clock": "wall"}}
     assert spec.metrics == [M.VAL_ACC, M.PARAMS]
 
 

@@ -25,6 +25,7 @@ Ray is imported only when a trial runs.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import tempfile
@@ -274,6 +275,9 @@ def measure_before_training(
 
     out: dict[str, float] = {}
     last = trainer.history[-1] if trainer.history else {}
+    # the network runs at the side it is evaluated at (Fashion-MNIST's 28x28 is padded to 32)
+    side = int(trainer.val_x.shape[-1]) if len(trainer.val_x) else trainer.cfg.input_size
+    cfg = dataclasses.replace(trainer.cfg, input_size=side)
     for name, settings in (measure or {}).items():
         m = get_measurement(name)
         if all(k in last for k in m.keys):
@@ -281,7 +285,7 @@ def measure_before_training(
             continue
         # the measurement builds its own model: keep the training's RNG stream untouched
         with torch.random.fork_rng(devices=[]):
-            out.update(m.run(trainer.cfg, settings, trainer.setup.threads))
+            out.update(m.run(cfg, settings, trainer.setup.threads))
     trainer.constants.update(out)
     return out
 
