@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "spaces": ("search_spaces.cli", "list the shipped search spaces"),
     "check-space": ("search_spaces.cli", "validate a search-space file and summarise it"),
     "train": ("trainables.cli", "train one architecture without Ray"),
+    "record": ("experiments.cli_record", "a finished grid search's learning curves as a table"),
     "pareto": ("experiments.cli_pareto", "recompute and print an experiment's Pareto front"),
     "export": ("experiments.cli_export", "export winners as standalone TorchScript/ONNX models"),
     "reproduce": ("experiments.cli_reproduce", "train a paper's table, print it beside the paper"),

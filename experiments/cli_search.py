@@ -1,4 +1,5 @@
-"""`python launch.py --space NAME|PATH [options]` (or `--resume EXPERIMENT`): the main job."""
+"""`python launch.py --space NAME|PATH [options]` (or `--resume EXPERIMENT`): the main job;
+`--replay TABLE` runs it on a recorded learning-curve table instead of training."""
 
 from __future__ import annotations
 
@@ -88,6 +89,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--experiment-name", help="MLflow experiment (default: lrunet-SPACE)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quiet", action="store_true", help="no live progress table")
+    parser.add_argument(
+        "--replay",
+        metavar="TABLE",
+        help="trials replay this recorded learning-curve table (launch.py record) instead of "
+        "training; without --space, the table's own space; one trial at a time unless "
+        "--max-concurrent",
+    )
+    parser.add_argument(
+        "--time-scale",
+        type=_nonneg_float,
+        default=100.0,
+        help="with --replay: a recorded epoch of S seconds takes S / time-scale (default 100)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -114,6 +128,8 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         verbose=0 if args.quiet else 1,
         argv=args.argv,
+        replay=args.replay,
+        time_scale=args.time_scale,
     )
     result = run_search(opts)
     print(summary(result))

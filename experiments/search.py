@@ -68,6 +68,9 @@ class SearchOptions:
     # a metric to maximise: each trial keeps its best checkpoint by it beside its last
     # (`launch.py reproduce` scores the validation-selected checkpoint on the test set)
     keep_best: str | None = None
+    # a recorded learning-curve table the trials replay instead of training (`experiments.replay`)
+    replay: str | None = None
+    time_scale: float = 100.0
 
 
 @dataclass
@@ -241,6 +244,8 @@ RESUMED_OPTIONS = (
     "max_concurrent",
     "max_failures",
     "seed",
+    "replay",
+    "time_scale",
 )
 
 
@@ -305,6 +310,9 @@ def run_search(o: SearchOptions) -> SearchResult:
         for k in RESUMED_OPTIONS:  # the interrupted search's settings, not today's defaults
             if k in state.get("options", {}):
                 setattr(o, k, state["options"][k])
+    from experiments.replay import REPLAY_TAG, check_covered, prepare_replay
+
+    table = prepare_replay(o)  # --replay: the table's own space unless --space names one
     # absolute: trials run in folders of their own, and an export finds it in the search's state
     data_dir = state.get("data_dir", o.data_dir)
     if data_dir is not None:
@@ -322,12 +330,16 @@ def run_search(o: SearchOptions) -> SearchResult:
                 "spaces') or --resume EXPERIMENT"
             )
         spec = load_space(o.space, _overrides(o, geometry), geometry_from_data=geometry)
-        experiment_name = o.experiment_name or f"lrunet-{spec.name}"
+        suffix = "-replay" if table is not None else ""
+        experiment_name = o.experiment_name or f"lrunet-{spec.name}{suffix}"
 
     # the data must be there before any compute is spent (this also warms the node's cache)
     from trainables.data import load_dataset
 
-    load_dataset(spec.dataset, data_dir)
+    if table is None:
+        load_dataset(spec.dataset, data_dir)
+    else:  # a replay trains nothing; every trial it can run must be in the table
+        check_covered(table, spec)
 
     max_epochs = spec.training.max_epochs
     if spec.fixed.get("epochs", max_epochs) < max_epochs:
@@ -346,6 +358,8 @@ def run_search(o: SearchOptions) -> SearchResult:
         parent_id, client, exp_id, storage_dir = _open_parent(
             o, spec, uri, state, root, experiment_name, data_dir, client if o.resume else None
         )
+        if table is not None:
+            client.set_tag(parent_id, REPLAY_TAG, str(table.path.resolve()))
 
         def build() -> dict[str, Any]:
             return _build(o, spec, client, exp_id, parent_id, max_epochs, storage_dir)
@@ -451,7 +465,12 @@ def _fit(
     # wrote: each trial resumes from the newest one on the storage (`trainables.trainable`), so
     # a killed driver costs at most the epochs in flight.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    trainable = make_trainable(o.cpus_per_trial, o.gpus_per_trial)
+    if o.replay:
+        from experiments.replay import prepare_replay, replay_trainable
+
+        trainable = replay_trainable(o, prepare_replay(o))
+    else:
+        trainable = make_trainable(o.cpus_per_trial, o.gpus_per_trial)
     root, name = storage_dir.rsplit("/", 1)
     if o.resume and tune.Tuner.can_restore(storage_dir):
         # searcher, scheduler and MLflow callback come back from the experiment state
