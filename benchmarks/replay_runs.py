@@ -22,6 +22,7 @@ from ray import tune
 from lrunet import metrics as M
 
 METHODS = ("fifo+random", "asha(acc)+random", "moasha+random", "moasha+nsga2", "moasha+tpe")
+VARIANTS = ("moasha-epsnet+random",)  # MO-ASHA with epsilon-net ties in a layer, on request
 TIME_SCALE = 1e6  # recorded seconds / 1e6: the replay trainable sleeps next to nothing
 
 
@@ -101,19 +102,24 @@ class ComputeBudget(tune.Stopper):
 @contextlib.contextmanager
 def _no_trial_logs():
     """No per-trial result files (a third of a replay's time here): the log above is the record.
-    Tune's end-of-run lookup of those files then warns once per trial; silenced."""
+    Tune's end-of-run lookup of those files then warns once per trial; silenced, as is its
+    line per search saying where it wrote its state."""
     key, old = (
         "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS",
         os.environ.get("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"),
     )
-    quiet = logging.getLogger("ray.tune.analysis.experiment_analysis")
-    level = quiet.level
+    quiet = [
+        logging.getLogger(n) for n in ("ray.tune.analysis.experiment_analysis", "ray.tune.tune")
+    ]
+    levels = [q.level for q in quiet]
     os.environ[key] = "1"
-    quiet.setLevel(logging.ERROR)
+    for q in quiet:
+        q.setLevel(logging.ERROR)
     try:
         yield
     finally:
-        quiet.setLevel(level)
+        for q, level in zip(quiet, levels, strict=True):
+            q.setLevel(level)
         if old is None:
             os.environ.pop(key, None)
         else:
@@ -145,6 +151,7 @@ def _scheduler(method: str, spec, s: Settings, metrics: list[str] | None = None)
         max_t=s.max_t,
         grace_period=s.grace,
         reduction_factor=s.reduction_factor,
+        tie_break="epsnet" if "epsnet" in method else "crowding",
     )
 
 
@@ -165,8 +172,8 @@ def run_ray(
     from trainables.replay import curve_key, make_replay_trainable
     from trainables.trainable import RUN_KEY
 
-    if method not in METHODS:
-        raise ValueError(f"method {method!r}: choose one of {', '.join(METHODS)}")
+    if method not in METHODS + VARIANTS:
+        raise ValueError(f"method {method!r}: choose one of {', '.join(METHODS + VARIANTS)}")
     kind = method.split("+")[1]
     searcher = build_searcher(kind, spec, seed, s.max_t)
     curves = {curve_key(c, table.geometry): table.curve(i) for i, c in enumerate(table.configs)}

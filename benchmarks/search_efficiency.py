@@ -17,8 +17,11 @@ Before the comparison it checks the simulator: FIFO given the whole grid's compu
 the same seeded stream. It prints the Spearman correlation of each epoch's accuracy with the last.
 
     python benchmarks/search_efficiency.py --quick     # 3 seeds
-    python benchmarks/search_efficiency.py             # 20 seeds
+    python benchmarks/search_efficiency.py             # 10 seeds
     python benchmarks/search_efficiency.py --live      # the old live check on real training
+
+`--methods ... moasha-epsnet+random` adds MO-ASHA with epsilon-net ties (benchmarks/RESULTS.md §6
+has the figures of the full run, the command and the machine).
 """
 
 from __future__ import annotations
@@ -36,18 +39,18 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks import search_report as R  # noqa: E402
-from benchmarks.replay_runs import METHODS, Settings, run_ray  # noqa: E402
+from benchmarks.replay_runs import METHODS, VARIANTS, Settings, run_ray  # noqa: E402
 
 TABLE = ROOT / "benchmarks" / "tables" / "fmnist_lru_dacnn.csv"
 SHARES = (0.1, 0.25, 0.5)
-OURS = ("moasha+random", "moasha+nsga2", "moasha+tpe")
+OURS = ("moasha+random", "moasha+nsga2", "moasha+tpe", *VARIANTS)
 
 
 def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--live", action="store_true", help="the live check (real training) instead")
     p.add_argument("--table", default=str(TABLE), help="a table written by launch.py record")
-    p.add_argument("--seeds", type=int, default=20, help="seeds per method (default 20)")
+    p.add_argument("--seeds", type=int, default=10, help="seeds per method (default 10)")
     p.add_argument("--quick", action="store_true", help="3 seeds")
     p.add_argument("--first-seed", type=int, default=0)
     p.add_argument("--grace", type=int, default=1, help="first rung, in epochs (default 1)")
@@ -62,9 +65,10 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def check_args(args: argparse.Namespace, table) -> Settings:
     """Settings for the searches; ValueError for arguments that cannot work, before compute."""
-    unknown = [m for m in args.methods if m not in (*METHODS, "syne-tune")]
+    unknown = [m for m in args.methods if m not in (*METHODS, *VARIANTS, "syne-tune")]
     if unknown:
-        raise ValueError(f"--methods {unknown}: choose from {', '.join(METHODS)}, syne-tune")
+        names = ", ".join((*METHODS, *VARIANTS, "syne-tune"))
+        raise ValueError(f"--methods {unknown}: choose from {names}")
     if args.seeds < 1:
         raise ValueError(f"--seeds {args.seeds}: need at least 1 (10 or more to compare)")
     if not 1 <= args.grace < table.epochs:
@@ -115,7 +119,7 @@ def run_all(args, table, s: Settings, fr: R.Frame) -> dict[str, list]:
     spec = table.space()
     logs: dict[str, list] = {}
     seeds = range(args.first_seed, args.first_seed + (3 if args.quick else args.seeds))
-    ours = [m for m in args.methods if m in METHODS]
+    ours = [m for m in args.methods if m in METHODS + VARIANTS]
     peer = "syne-tune" in args.methods
     if peer and (why := syne_peer.available()):
         print(f"skipping Syne Tune's MOASHA: {why}")
@@ -177,11 +181,11 @@ def per_seed_rows(logs: dict[str, list], fr: R.Frame) -> list[dict]:
     return rows
 
 
-def goal_lines(logs: dict[str, list], fr: R.Frame) -> list[str]:
-    """The README's goal, per MO-ASHA method of ours, in the platform view."""
+def goal_lines(logs: dict[str, list], fr: R.Frame, view: str = "platform") -> list[str]:
+    """The README's goal, per MO-ASHA method of ours, in one hypervolume view."""
     mean = {}
     for m, ls in logs.items():
-        per_seed = [R.hv_at(x, fr, SHARES)["platform"] for x in ls]
+        per_seed = [R.hv_at(x, fr, SHARES)[view] for x in ls]
         mean[m] = [R.mean_se([v[i] for v in per_seed])[0] for i in range(len(SHARES))]
     peers = [m for m in mean if m not in OURS]
     out = []
@@ -189,8 +193,8 @@ def goal_lines(logs: dict[str, list], fr: R.Frame) -> list[str]:
         above = all(mean[m][i] >= mean[p][i] for p in peers for i in range(len(SHARES)))
         quarter = mean[m][SHARES.index(0.25)]
         out.append(
-            f"goal, {m}: at or above every peer ({', '.join(peers)}) at all three budgets: "
-            f"{'yes' if above else 'no'}; {quarter:.4f} at 1/4 (goal >= 0.95): "
+            f"goal ({view} view), {m}: at or above every peer ({', '.join(peers)}) at all "
+            f"three budgets: {'yes' if above else 'no'}; {quarter:.4f} at 1/4 (goal >= 0.95): "
             f"{'yes' if quarter >= 0.95 else 'no'}"
         )
     return out
@@ -249,7 +253,8 @@ def main(argv: list[str] | None = None) -> int:
         used = sum(min(x.compute, s.budget_s) for x in ls) / len(ls) / fr.grid_compute
         print(f"  {m:<18} {trials:6.1f} trials, {d4:5.1f} / {d2:5.1f} distinct, {used:.3f}")
     print()
-    print("\n".join(goal_lines(logs, fr)))
+    for view in R.VIEWS:
+        print("\n".join(goal_lines(logs, fr, view)))
     print(f"\nwall {wall:.0f} s; per-seed numbers in {args.csv}, plot in {args.plot}")
     return 0
 

@@ -15,9 +15,11 @@ negating ``"min"`` ones (Ray's ``metric_op``). With ``q = 1 / reduction_factor``
   ``np.nanpercentile(recorded, (1 - q) * 100)``, Ray's own expression.
 * Several objectives: rank the recorded trials and the newcomer ``x`` together by Pareto layer
   (non-dominated sorting), ties within a layer by NSGA-II crowding distance (larger first; see
-  ``experiments.pareto`` for duplicates and boundary points). Let ``b`` be the number of recorded
-  trials ranked strictly ahead of ``x`` and ``h = (1 - q)(n - 1) = j + f`` (``j`` integer,
-  ``0 <= f < 1``), the position of Ray's percentile among the recorded trials sorted worst first.
+  ``experiments.pareto`` for duplicates and boundary points; ``tie_break="epsnet"`` uses the
+  epsilon-net order instead, measured worse on the shipped table: benchmarks/RESULTS.md §6).
+  Let ``b`` be the number of recorded trials ranked strictly ahead of ``x`` and
+  ``h = (1 - q)(n - 1) = j + f`` (``j`` integer, ``0 <= f < 1``), the position of Ray's
+  percentile among the recorded trials sorted worst first.
   ``x`` continues iff it is at least as good as the recorded trial at position ``ceil(h)``
   (``b <= n - 1 - ceil(h)``); it stops if it is worse than the one at ``j`` (``b > n - 1 - j``).
   Otherwise ``x`` lies between the two recorded trials ``lo`` (position ``j``) and ``hi``
@@ -77,12 +79,40 @@ def rung_milestones(grace_period: float, max_t: float, reduction_factor: float) 
     return [grace_period * reduction_factor**k for k in reversed(range(max_rungs))]
 
 
+TIE_BREAKS = ("crowding", "epsnet")
+
+
+def epsilon_net_order(points: np.ndarray) -> np.ndarray:
+    """Position of each point (larger is better in every column) in an epsilon-net order: the
+    best in the first objective first, then again and again the point farthest (Euclidean,
+    objectives scaled by their range) from those already chosen; ties go to the lower index."""
+    n = points.shape[0]
+    span = np.ptp(points, axis=0)
+    span[span == 0] = 1.0
+    scaled = points / span
+    chosen = [int(np.argmax(points[:, 0]))]
+    nearest = np.linalg.norm(scaled - scaled[chosen[0]], axis=1)
+    while len(chosen) < n:
+        nearest[chosen] = -1.0
+        pick = int(np.argmax(nearest))
+        chosen.append(pick)
+        nearest = np.minimum(nearest, np.linalg.norm(scaled - scaled[pick], axis=1))
+    position = np.empty(n, dtype=int)
+    position[chosen] = np.arange(n)
+    return position
+
+
 def keeps(
-    recorded: Sequence[Sequence[float]], x: Sequence[float], reduction_factor: float
+    recorded: Sequence[Sequence[float]],
+    x: Sequence[float],
+    reduction_factor: float,
+    tie_break: str = "crowding",
 ) -> bool:
     """Does a trial with objective vector ``x`` (larger is better in every coordinate) continue
     at a rung where ``recorded`` vectors were recorded before it? The module docstring has the
-    rule; with one objective it is Ray's ASHA cutoff verbatim."""
+    rule; with one objective it is Ray's ASHA cutoff verbatim. ``tie_break`` orders a layer:
+    NSGA-II crowding distance, or ``"epsnet"``, the epsilon-net order of Salinas et al. (2021),
+    the other tie-break the MO-ASHA paper evaluates."""
     xv = np.asarray(x, dtype=float).reshape(-1)
     k = xv.shape[0]
     values = np.asarray(recorded, dtype=float).reshape(-1, k)
@@ -100,7 +130,10 @@ def keeps(
     crowd = np.zeros(n + 1)
     for layer in np.unique(layers):
         members = np.flatnonzero(layers == layer)
-        crowd[members] = crowding_distance(both[members], ["max"] * k)
+        if tie_break == "epsnet":  # earlier in the net is better: minus the position
+            crowd[members] = -epsilon_net_order(both[members])
+        else:
+            crowd[members] = crowding_distance(both[members], ["max"] * k)
     # Sort key, worst first: deeper layer is worse, then smaller crowding distance is worse.
     keys = [(-int(layers[i]), float(crowd[i])) for i in range(n + 1)]
     ahead = sum(1 for i in range(n) if keys[i] > keys[n])
@@ -132,6 +165,7 @@ class MOASHAScheduler(FIFOScheduler):
         grace_period: the first rung.
         reduction_factor: keep roughly the top ``1 / reduction_factor`` at each rung.
         stop_last_trials: stop trials once ``time_attr >= max_t`` (Ray's default, True).
+        tie_break: how a Pareto layer is ordered, ``"crowding"`` (default) or ``"epsnet"``.
     """
 
     def __init__(
@@ -143,7 +177,10 @@ class MOASHAScheduler(FIFOScheduler):
         grace_period: float = 1,
         reduction_factor: float = 3,
         stop_last_trials: bool = True,
+        tie_break: str = "crowding",
     ) -> None:
+        if tie_break not in TIE_BREAKS:
+            raise ValueError(f"tie_break {tie_break!r}: choose one of {', '.join(TIE_BREAKS)}")
         if isinstance(metrics, str) or len(metrics) == 0:
             raise ValueError(f"metrics must be a non-empty list of metric names; got {metrics!r}")
         if len(set(metrics)) != len(metrics):
@@ -170,6 +207,7 @@ class MOASHAScheduler(FIFOScheduler):
         self._grace_period = grace_period
         self._reduction_factor = reduction_factor
         self._stop_last_trials = stop_last_trials
+        self._tie_break = tie_break
         self._rungs: list[tuple[float, dict[str, tuple[float, ...]]]] = [
             (milestone, {}) for milestone in rung_milestones(grace_period, max_t, reduction_factor)
         ]
@@ -241,7 +279,7 @@ class MOASHAScheduler(FIFOScheduler):
                 break
             if now < milestone or trial_id in recorded:
                 continue
-            keep = keeps(list(recorded.values()), vector, self._reduction_factor)
+            keep = keeps(list(recorded.values()), vector, self._reduction_factor, self._tie_break)
             recorded[trial_id] = vector
             self._persist()
             return (TrialScheduler.CONTINUE if keep else TrialScheduler.STOP), milestone

@@ -19,7 +19,13 @@ from ray.train._internal.storage import StorageContext
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 
-from experiments.moasha import STATE_FILE, MOASHAScheduler, keeps, rung_milestones
+from experiments.moasha import (
+    STATE_FILE,
+    MOASHAScheduler,
+    epsilon_net_order,
+    keeps,
+    rung_milestones,
+)
 from experiments.pareto import non_dominated_sort
 from lrunet.metrics import PARAMS, VAL_ACC
 
@@ -118,22 +124,26 @@ def test_single_objective_matches_ray_asha(seed, mode, rf, grace, max_t, stop_la
     assert [m for m, _ in ours._rungs] == [m for m, _ in ray_asha._brackets[0]._rungs]
 
 
+@pytest.mark.parametrize("tie_break", ["crowding", "epsnet"])
 @pytest.mark.parametrize("seed", [5, 6])
-def test_constant_second_objective_leaves_ray_decisions_unchanged(seed: int) -> None:
+def test_constant_second_objective_leaves_ray_decisions_unchanged(seed: int, tie_break) -> None:
     """The multi-objective rule (layers, crowding, interpolation) reduces to Ray's percentile."""
     events = _stream(seed, n_trials=60, max_t=27, k=1)
     events = [(i, t, [v[0], 7.0]) for i, t, v in events if not np.isnan(v[0])]
     ray_asha = ASHAScheduler(time_attr=T, metric=VAL_ACC, mode="max", max_t=27, grace_period=1,
                              reduction_factor=3, brackets=1)  # fmt: skip
-    ours = MOASHAScheduler([VAL_ACC, PARAMS], ["max", "min"], max_t=27, reduction_factor=3)
+    ours = MOASHAScheduler([VAL_ACC, PARAMS], ["max", "min"], max_t=27, reduction_factor=3,
+                           tie_break=tie_break)  # fmt: skip
     trials = _trials(60)
     assert _run(ours, events, trials, [VAL_ACC, PARAMS]) == _run(
         ray_asha, events, trials, [VAL_ACC]
     )
 
 
-def _rung_with(recorded: list[tuple[float, ...]], metrics, modes, rf=3):
-    scheduler = MOASHAScheduler(metrics, modes, max_t=9, grace_period=1, reduction_factor=rf)
+def _rung_with(recorded: list[tuple[float, ...]], metrics, modes, rf=3, tie_break="crowding"):
+    scheduler = MOASHAScheduler(
+        metrics, modes, max_t=9, grace_period=1, reduction_factor=rf, tie_break=tie_break
+    )
     trials = _trials(len(recorded))
     for trial, values in zip(trials, recorded, strict=True):
         scheduler.on_trial_add(None, trial)
@@ -147,8 +157,9 @@ def _newcomer(scheduler, metrics, values) -> str:
     return scheduler.on_trial_result(None, trial, _result(1, **dict(zip(metrics, values))))
 
 
+@pytest.mark.parametrize("tie_break", ["crowding", "epsnet"])
 @pytest.mark.parametrize("k", [2, 3])
-def test_a_trial_dominating_every_recorded_trial_always_continues(k: int) -> None:
+def test_a_trial_dominating_every_recorded_trial_always_continues(k: int, tie_break) -> None:
     metrics = [f"m{i}" for i in range(k)]
     modes = ["max", "min", "max"][:k]
     sign = np.array([1.0 if m == "max" else -1.0 for m in modes])
@@ -156,7 +167,7 @@ def test_a_trial_dominating_every_recorded_trial_always_continues(k: int) -> Non
     for n in range(0, 40):
         recorded = rng.normal(size=(n, k))
         best = recorded.max(axis=0) if n else np.zeros(k)  # in "larger is better" form
-        scheduler = _rung_with([tuple(r * sign) for r in recorded], metrics, modes)
+        scheduler = _rung_with([tuple(r * sign) for r in recorded], metrics, modes, 3, tie_break)
         x = (best + rng.uniform(0.0, 1.0, size=k) * (rng.random(k) < 0.5)) * sign
         x[0] = (best[0] + 0.01) * sign[0]  # strictly better in one objective: dominates all
         assert _newcomer(scheduler, metrics, x) == CONTINUE, n
@@ -202,14 +213,16 @@ def test_a_dominating_trial_continues_at_a_non_collinear_rung() -> None:
     assert keeps([(acc, -p) for acc, p in DOMINATED_RUNG], (DOMINATOR[0], -DOMINATOR[1]), 3)
 
 
-def test_dominating_trials_continue_at_every_rung_of_a_two_objective_stream() -> None:
+@pytest.mark.parametrize("tie_break", ["crowding", "epsnet"])
+def test_dominating_trials_continue_at_every_rung_of_a_two_objective_stream(tie_break) -> None:
     """Through the scheduler at rungs 1, 3 and 9: random non-collinear (accuracy, params) rungs
     and a newcomer that dominates each; many of them are cases the misreading would stop."""
     metrics, modes = [VAL_ACC, PARAMS], ["max", "min"]
     rng = np.random.default_rng(17)
     misread = 0
     for n in range(1, 30):
-        scheduler = MOASHAScheduler(metrics, modes, max_t=27, grace_period=1, reduction_factor=3)
+        scheduler = MOASHAScheduler(metrics, modes, max_t=27, grace_period=1, reduction_factor=3,
+                                    tie_break=tie_break)  # fmt: skip
         for t in (1, 3, 9):  # trials reporting first at t are recorded at rung t only
             acc = rng.uniform(50, 90, size=n)
             params = 10 ** rng.uniform(3, 6, size=n)
@@ -267,6 +280,21 @@ def test_between_the_two_trials_around_the_cutoff_interpolates_like_ray() -> Non
     assert keeps([(1.0, 1.0), (3.0, 3.0)], (2.9, 2.0), 3)  # projection 2.45 >= 2.33
     # The same numbers with one objective are Ray's percentile: 1 + (2/3) * 2 = 2.33.
     assert keeps([(1.0,), (3.0,)], (2.4,), 3) and not keeps([(1.0,), (3.0,)], (2.3,), 3)
+
+
+def test_epsilon_net_order_starts_at_the_best_first_objective_then_the_farthest() -> None:
+    # c = (1, 0) is best in the first objective; a is farthest from c; b comes last
+    a, b, c = (0.0, 1.0), (0.6, 0.5), (1.0, 0.0)
+    assert list(epsilon_net_order(np.array([a, b, c]))) == [1, 2, 0]
+    # objectives scaled by range (10 each): after (10, 0) and (0, 10), (4.5, 5.5) is 0.64 from
+    # the nearest chosen point and (4, 6) only 0.57
+    layer = [(0.0, 10.0), (4.0, 6.0), (4.5, 5.5), (10.0, 0.0)]
+    assert list(epsilon_net_order(np.array(layer))) == [1, 3, 2, 0]
+
+
+def test_an_unknown_tie_break_is_named() -> None:
+    with pytest.raises(ValueError, match="tie_break 'random'"):
+        MOASHAScheduler([VAL_ACC, PARAMS], ["max", "min"], tie_break="random")
 
 
 def test_results_without_every_objective_are_ignored() -> None:

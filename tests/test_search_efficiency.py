@@ -124,7 +124,7 @@ def test_the_cli_writes_its_table_csv_and_plot(table, tmp_path, ray_local, capsy
     assert SE.main([*argv, "--csv", str(out_csv), "--plot", str(out_png)]) == 0
     text = capsys.readouterr().out
     assert "| *paired: method minus moasha+random* |" in text
-    assert "goal, moasha+random: at or above every peer (fifo+random)" in text
+    assert "goal (platform view), moasha+random: at or above every peer (fifo+random)" in text
     rows = list(csv.DictReader(out_csv.open()))
     assert len(rows) == 2 * 2 * 3  # methods x seeds x budgets
     assert {r["seed"] for r in rows} == {"0", "1"}
