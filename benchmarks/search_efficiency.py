@@ -252,6 +252,20 @@ def main(argv: list[str] | None = None) -> int:
         d2 = sum(R.distinct_at(x, fr, 0.5) for x in ls) / len(ls)
         used = sum(min(x.compute, s.budget_s) for x in ls) / len(ls) / fr.grid_compute
         print(f"  {m:<18} {trials:6.1f} trials, {d4:5.1f} / {d2:5.1f} distinct, {used:.3f}")
+    if (peer := logs.get("syne-tune moasha")) is not None:
+        from benchmarks.syne_peer import audit
+
+        total: dict[str, int] = {}
+        for log in peer:
+            for k, v in audit(log, s).items():
+                total[k] = total.get(k, 0) + v
+        print(
+            f"Syne Tune's rung decisions: its ordering-read-as-ranks rule reproduces "
+            f"{total['matched']} of {total['decisions']}; of the {total['compared']} with a trial "
+            f"recorded at the rung, {total['differ']} differ from the newcomer's own place in "
+            f"that ordering ({total['stopped_kept']} stopped that it keeps, "
+            f"{total['kept_stopped']} kept that it stops)"
+        )
     print()
     for view in R.VIEWS:
         print("\n".join(goal_lines(logs, fr, view)))

@@ -130,3 +130,44 @@ def run_syne(table, seed: int, s: Settings) -> Trajectory:
         compute += float(table.curve(cid)[epoch - 1][M.EPOCH_SECONDS])
         log.reports.append((compute, cid, epoch, -float(r[NEG_ACC]), float(r[M.PARAMS])))
     return log
+
+
+def audit(log: Trajectory, s: Settings) -> dict[str, int]:
+    """Syne Tune's rung decisions in `log`, recomputed from its reports in order: `matched` counts
+    those its `Bracket` rule (the non-dominated sort's ordering read as ranks) reproduces, and of
+    the decisions with at least one trial recorded at the rung, `differ` those where the
+    newcomer's own place in that ordering would have decided otherwise (`stopped_kept`: stopped,
+    though its place keeps it; `kept_stopped`: the reverse)."""
+    import numpy as np
+    from syne_tune.optimizer.schedulers.multiobjective.non_dominated_priority import (
+        nondominated_sort,
+    )
+
+    from experiments.moasha import rung_milestones
+
+    rungs = {int(m): [] for m in rung_milestones(s.grace, s.max_t, s.reduction_factor)}
+    last = [e for _, e in log.epochs_per_trial()]
+    out = dict.fromkeys(("decisions", "matched", "compared", "differ", "stopped_kept"), 0)
+    out["kept_stopped"] = 0
+    trial = -1
+    for _, _, e, acc, p in log.reports:
+        trial += e == 1
+        if e not in rungs or e >= s.max_t:
+            continue
+        recorded, misread, own = rungs[e], False, False
+        if recorded:
+            order = np.array(nondominated_sort(np.array([*recorded, (-acc, p)]), dim=0))
+            misread = bool(
+                np.searchsorted(np.sort(order), order)[-1] / len(order) > 1 / s.reduction_factor
+            )
+            own = bool(
+                np.flatnonzero(order == len(recorded))[0] / len(order) > 1 / s.reduction_factor
+            )
+            out["compared"] += 1
+            out["differ"] += misread != own
+            out["stopped_kept"] += misread and not own
+            out["kept_stopped"] += own and not misread
+        out["decisions"] += 1
+        out["matched"] += misread == (last[trial] == e)
+        recorded.append((-acc, p))
+    return out

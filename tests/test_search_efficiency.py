@@ -165,3 +165,6 @@ def test_the_syne_tune_peer_replays_the_same_table(table, frame):
     assert first.reports == again.reports and len(first.reports) > 12
     cids = [cid for cid, _ in first.epochs_per_trial()]
     assert len(cids) > len(set(cids))  # it samples with replacement
+    # its decisions are the ordering-read-as-ranks rule, recomputed from the reports
+    a = syne_peer.audit(first, s)
+    assert a["decisions"] > 12 and a["matched"] == a["decisions"]
