@@ -20,7 +20,7 @@ the same seeded stream. It prints the Spearman correlation of each epoch's accur
     python benchmarks/search_efficiency.py             # 10 seeds
     python benchmarks/search_efficiency.py --live      # the old live check on real training
 
-`--methods ... moasha-epsnet+random` adds MO-ASHA with epsilon-net ties (benchmarks/RESULTS.md §6
+`--methods ... moasha-epsnet+random` adds MO-ASHA with epsilon-net ties (benchmarks/RESULTS.md §8
 has the figures of the full run, the command and the machine).
 """
 

@@ -16,7 +16,7 @@ negating ``"min"`` ones (Ray's ``metric_op``). With ``q = 1 / reduction_factor``
 * Several objectives: rank the recorded trials and the newcomer ``x`` together by Pareto layer
   (non-dominated sorting), ties within a layer by NSGA-II crowding distance (larger first; see
   ``experiments.pareto`` for duplicates and boundary points; ``tie_break="epsnet"`` uses the
-  epsilon-net order instead, measured worse on the shipped table: benchmarks/RESULTS.md §6).
+  epsilon-net order instead, measured worse on the shipped table: benchmarks/RESULTS.md §8).
   Let ``b`` be the number of recorded trials ranked strictly ahead of ``x`` and
   ``h = (1 - q)(n - 1) = j + f`` (``j`` integer, ``0 <= f < 1``), the position of Ray's
   percentile among the recorded trials sorted worst first.
