@@ -2,8 +2,10 @@
 """LruNet NAS: the command line.
 
     python launch.py --space lru_full [options]      run a search (see `python launch.py --help`)
+    python launch.py --replay TABLE [options]        replay a recorded learning-curve table
     python launch.py COMMAND ...                      describe, train, spaces, check-space, pareto,
-                                                      export, ui, import-reference
+                                                      export, reproduce, record, ui,
+                                                      import-reference
 
 Errors a user can cause (a typo in a YAML file, an impossible architecture, a missing dataset, an
 unreachable tracking server) print one line and exit with code 2, before any compute is spent.
@@ -21,7 +23,10 @@ import sys
 # so `describe` or `check-space` never pay for importing Ray or MLflow.
 COMMANDS: dict[str, tuple[str, str]] = {
     "search": ("experiments.cli_search", "run a Ray Tune search over a search space (default)"),
-    "describe": ("lrunet.cli", "print params, conv params, MACs and MFLOPs of an architecture"),
+    "describe": (
+        "lrunet.cli",
+        "print params, conv params, MACs, MFLOPs (and measured latency) of an architecture",
+    ),
     "import-reference": ("lrunet.cli_import", "convert an authors' checkpoint to this project"),
     "spaces": ("search_spaces.cli", "list the shipped search spaces"),
     "check-space": ("search_spaces.cli", "validate a search-space file and summarise it"),
