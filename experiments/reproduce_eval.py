@@ -27,11 +27,12 @@ import torch
 
 from lrunet import metrics as M
 
-TEST_ACC_BEST_VAL = "test_acc_best_val"
-TEST_ACC_LAST = "test_acc_last"
-BEST_VAL_EPOCH = "best_val_epoch"
-BEST_VAL_ACC = "best_val_acc"
-LAST_EPOCH = "last_checkpoint_epoch"
+# the names live with every other metric's (lrunet.metrics); kept here for existing imports
+TEST_ACC_BEST_VAL = M.TEST_ACC_BEST_VAL
+TEST_ACC_LAST = M.TEST_ACC_LAST
+BEST_VAL_EPOCH = M.BEST_VAL_EPOCH
+BEST_VAL_ACC = M.BEST_VAL_ACC
+LAST_EPOCH = M.LAST_CHECKPOINT_EPOCH
 
 
 @dataclass

@@ -36,4 +36,12 @@ LATENCY_SECONDS = "latency_seconds"
 INFEASIBLE = "infeasible"
 INFEASIBLE_REASON = "infeasible_reason"
 
+# `launch.py reproduce`'s test-set scores after a search (experiments.reproduce_eval): the
+# checkpoint picked by validation accuracy and the last one, each scored once on the test split.
+TEST_ACC_BEST_VAL = "test_acc_best_val"
+TEST_ACC_LAST = "test_acc_last"
+BEST_VAL_EPOCH = "best_val_epoch"
+BEST_VAL_ACC = "best_val_acc"
+LAST_CHECKPOINT_EPOCH = "last_checkpoint_epoch"
+
 # The objectives a search may name, their directions, units and budgets: `lrunet.objectives`.
