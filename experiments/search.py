@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from experiments import tracking, trial_tracker
+from experiments import tracking
 from experiments.front import Front, load_front, log_front
 from experiments.ray_cluster import (
     check_reachable,
@@ -27,9 +27,13 @@ from experiments.ray_cluster import (
     ray_session,
     token_auth_if_available,
 )
+from experiments.search_build import (  # noqa: F401 (ModelWriter: pickled search states name it here)
+    ModelWriter,
+    build_search,
+    optuna_storage_url,
+)
 from experiments.search_state import log_parent, resume_state, space_file, write_state
-from lrunet import metrics as M
-from lrunet.objectives import MEASURED, logged_metrics
+from lrunet.objectives import MEASURED
 from search_spaces.loader import GeometryFromData, load_space
 from search_spaces.spec import SearchSpec
 
@@ -164,78 +168,6 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-.") or "search"
 
 
-def _choose_scheduler(o: SearchOptions, spec: SearchSpec, max_epochs: int):
-    kind = o.scheduler
-    if kind == "auto":
-        kind = "moasha" if len(spec.objectives) > 1 else "asha"
-    grace = spec.training.grace_epochs
-    rf = spec.training.reduction_factor
-    if kind == "fifo":
-        from ray.tune.schedulers import FIFOScheduler
-
-        return kind, FIFOScheduler()
-    if kind == "asha":
-        from ray.tune.schedulers import ASHAScheduler
-
-        # ASHA ranks by one metric: the first objective (the space's accuracy, by default)
-        return kind, ASHAScheduler(
-            time_attr="training_iteration",
-            metric=spec.metrics[0],
-            mode=spec.modes[0],
-            max_t=max_epochs,
-            grace_period=grace,
-            reduction_factor=rf,
-        )
-    from experiments.moasha import MOASHAScheduler
-
-    return kind, MOASHAScheduler(
-        metrics=spec.metrics,
-        modes=spec.modes,
-        time_attr="training_iteration",
-        max_t=max_epochs,
-        grace_period=grace,
-        reduction_factor=rf,
-    )
-
-
-class ModelWriter:
-    """Writes a finished trial's model file from its last checkpoint (driver side).
-
-    A module-level class, so the MLflow callback that holds it pickles by reference into Tune's
-    experiment state and still works after `--resume`."""
-
-    def __init__(self, dataset: str) -> None:
-        self.dataset = dataset
-
-    def __call__(self, trial, path: Path) -> bool:
-        import tempfile
-
-        from experiments.model_file import save_model_file
-        from lrunet.recipe import Recipe
-        from lrunet.registry import config_from_dict
-        from trainables.checkpoint import load_checkpoint
-        from trainables.trainable import CHECKPOINT_FILE
-
-        ckpt = trial.checkpoint
-        if ckpt is None:
-            return False
-        with tempfile.TemporaryDirectory(prefix="lrunet-ckpt-") as d:
-            ckpt.to_directory(d)
-            state = load_checkpoint(Path(d) / CHECKPOINT_FILE)
-        last = trial.last_result or {}
-        metrics = {k: last[k] for k in logged_metrics() if isinstance(last.get(k), (int, float))}
-        metrics[M.EPOCH] = float(state["epoch"])
-        save_model_file(
-            path,
-            config_from_dict(state["config"]),
-            Recipe(**state["recipe"]),
-            state["model"],
-            self.dataset,
-            metrics,
-        )
-        return True
-
-
 RESUMED_OPTIONS = (
     "searcher",
     "scheduler",
@@ -362,7 +294,7 @@ def run_search(o: SearchOptions) -> SearchResult:
             client.set_tag(parent_id, REPLAY_TAG, str(table.path.resolve()))
 
         def build() -> dict[str, Any]:
-            return _build(o, spec, client, exp_id, parent_id, max_epochs, storage_dir)
+            return build_search(o, spec, client, exp_id, parent_id, max_epochs, storage_dir)
 
         try:
             _fit(o, spec, build, storage_dir, max_epochs, data_dir)
@@ -399,53 +331,6 @@ def folder_geometry(data_dir: str | None) -> GeometryFromData:
         return info.geometry
 
     return complete
-
-
-def optuna_storage_url(storage_dir: str) -> str | None:
-    """The Optuna study's database, beside the trials (None on remote storage: in memory)."""
-    if "://" in storage_dir:
-        return None
-    Path(storage_dir).mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{Path(storage_dir) / 'optuna.db'}"
-
-
-def _build(
-    o: SearchOptions,
-    spec: SearchSpec,
-    client,
-    exp_id: str,
-    parent_id: str,
-    max_epochs: int,
-    storage_dir: str,
-) -> dict[str, Any]:
-    """Searcher, scheduler and MLflow callback (Ray's search/scheduler imports start here)."""
-    from experiments.searchers import build_searcher
-
-    callback = trial_tracker.make_trial_callback(
-        client,
-        exp_id,
-        parent_id,
-        dataset=spec.dataset,
-        geometry=spec.geometry,
-        max_epochs=max_epochs,
-        model_writer=ModelWriter(spec.dataset),
-    )
-    searcher = build_searcher(
-        o.searcher,
-        spec,
-        o.seed,
-        max_epochs,
-        callback.log_infeasible,
-        optuna_storage=optuna_storage_url(storage_dir),
-        study_name=parent_id,
-    )
-    kind, scheduler = _choose_scheduler(o, spec, max_epochs)
-    return {
-        "callback": callback,
-        "searcher": searcher,
-        "scheduler": scheduler,
-        "scheduler_kind": kind,
-    }
 
 
 def _fit(
