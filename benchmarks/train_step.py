@@ -42,7 +42,6 @@ from __future__ import annotations
 import argparse
 import copy
 import os
-import platform
 import statistics
 import sys
 import time
@@ -55,29 +54,13 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.machine import cpu_name, load  # noqa: E402
 from benchmarks.reference_net import ReferenceLruNet  # noqa: E402
 from lrunet import registry  # noqa: E402
 from lrunet.config import LruNetConfig  # noqa: E402
 from lrunet.model import LruNet, memory_format_for, prepare_for_device  # noqa: E402
 
 DACNN_RES_BATCH = 32  # default batch of DACNN ResNets (0.5-1.3 GMACs per image)
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
-def load() -> str:
-    try:
-        return " ".join(f"{v:.1f}" for v in os.getloadavg())
-    except OSError:
-        return "n/a"
 
 
 class Contender:
