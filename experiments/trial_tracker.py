@@ -61,6 +61,12 @@ def _metrics_of(result: Mapping[str, Any]) -> dict[str, float]:
 FINAL_FLUSH_S = 120.0
 
 
+def _infeasible_tags(key: str, reason: str) -> dict[str, str]:
+    """The tags of an infeasible record, whether the driver rejected the proposal (an analytic
+    budget) or the trial rejected itself (a measured one): status, reason and config hash."""
+    return {"config_hash": key, STATUS_TAG: INFEASIBLE, "infeasible_reason": reason[:4000]}
+
+
 class _TrialTracker:
     """The body of the Ray Tune callback built by `make_trial_callback` (module docstring).
 
@@ -230,16 +236,12 @@ class _TrialTracker:
         from mlflow.entities import Metric, RunTag
 
         flat = {k: v for k, v in trial.config.items() if not k.startswith("_run")}
+        tags = {**_infeasible_tags(config_hash(flat), reason), "stopped_at_epoch": "0"}
         ts = int(time.time() * 1000)
         self.client.log_batch(
             run_id,
             metrics=[Metric(k, v, ts, 0) for k, v in metrics.items()],
-            tags=[
-                RunTag(STATUS_TAG, INFEASIBLE),
-                RunTag("infeasible_reason", reason[:4000]),
-                RunTag("config_hash", config_hash(flat)),
-                RunTag("stopped_at_epoch", "0"),
-            ],
+            tags=[RunTag(k, v) for k, v in tags.items()],
         )
 
     def on_trial_recover(self, iteration, trials, trial, **info):
@@ -370,9 +372,7 @@ class _TrialTracker:
                 "arch": arch,
                 FAMILY_KEY: params.get(FAMILY_KEY, DEFAULT_FAMILY),
                 "dataset": self.dataset,
-                "config_hash": key,
-                STATUS_TAG: INFEASIBLE,
-                "infeasible_reason": reason[:4000],
+                **_infeasible_tags(key, reason),
             },
         )
         self.infeasible_keys.add(key)
