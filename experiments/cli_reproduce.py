@@ -97,6 +97,7 @@ def _part_data(args: argparse.Namespace, dataset: str) -> tuple[str | None, str,
 
 
 def _search_options(args, part: str, experiment: str, data_dir: str | None, epochs, subset):
+    from experiments.cli_search import run_flags
     from experiments.search import SearchOptions
 
     return SearchOptions(
@@ -107,17 +108,8 @@ def _search_options(args, part: str, experiment: str, data_dir: str | None, epoc
         subset=subset,
         searcher="random",  # a finite space: its grid, each point once
         scheduler="fifo",
-        cpus_per_trial=args.cpus_per_trial,
-        gpus_per_trial=args.gpus_per_trial,
-        max_concurrent=args.max_concurrent,
-        max_failures=args.max_failures,
-        address=args.address,
-        storage_path=args.storage_path,
-        tracking_uri=args.tracking_uri,
         experiment_name=experiment,
-        seed=args.seed,
-        verbose=0 if args.quiet else 1,
-        argv=args.argv,
+        **run_flags(args),
         space_overrides={"recipe": {"epochs": epochs}} if epochs else {},
         keep_best=M.VAL_ACC,
     )

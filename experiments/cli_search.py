@@ -104,6 +104,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def run_flags(args: argparse.Namespace) -> dict:
+    """The `SearchOptions` of where and how trials run (resources, cluster, stores, seed, output),
+    from the flags every search-running command shares (`launch.py --space`, `reproduce`)."""
+    return {
+        "cpus_per_trial": args.cpus_per_trial,
+        "gpus_per_trial": args.gpus_per_trial,
+        "max_concurrent": args.max_concurrent,
+        "max_failures": args.max_failures,
+        "address": args.address,
+        "storage_path": args.storage_path,
+        "tracking_uri": args.tracking_uri,
+        "seed": args.seed,
+        "verbose": 0 if args.quiet else 1,
+        "argv": args.argv,
+    }
+
+
 def run(args: argparse.Namespace) -> int:
     opts = SearchOptions(
         space=args.space,
@@ -117,17 +134,8 @@ def run(args: argparse.Namespace) -> int:
         subset=args.subset,
         searcher=args.searcher,
         scheduler=args.scheduler,
-        cpus_per_trial=args.cpus_per_trial,
-        gpus_per_trial=args.gpus_per_trial,
-        max_concurrent=args.max_concurrent,
-        max_failures=args.max_failures,
-        address=args.address,
-        storage_path=args.storage_path,
-        tracking_uri=args.tracking_uri,
         experiment_name=args.experiment_name,
-        seed=args.seed,
-        verbose=0 if args.quiet else 1,
-        argv=args.argv,
+        **run_flags(args),
         replay=args.replay,
         time_scale=args.time_scale,
     )
