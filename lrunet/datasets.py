@@ -51,6 +51,7 @@ class DatasetInfo:
 
 
 GEOMETRY_KEYS = ("num_classes", "in_channels", "input_size")
+VAL_FRACTION = 0.1  # share of each class held out for validation (fixed split, every trial)
 
 DATASETS: dict[str, DatasetInfo] = {
     "cifar10": DatasetInfo("cifar10", 10, 3, 32, 32, True, train_images=50_000),

@@ -40,11 +40,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from lrunet.datasets import DATASET_NAMES, DATASETS, DatasetInfo
+from lrunet.datasets import DATASET_NAMES, DATASETS, VAL_FRACTION, DatasetInfo
 from lrunet.io import save_torch
 
 SPLIT_SEED = 20190521  # validation split and subsets; never the trial seed
-VAL_FRACTION = 0.1
 DIGITS_TEST_FRACTION = 0.2
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 CACHE_FORMAT = 3  # 3: an image folder's size is inferred, its resizes recorded in its info

@@ -32,13 +32,15 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lrunet import metrics as M
+from lrunet.datasets import VAL_FRACTION
 from lrunet.io import first_line
 from lrunet.recipe import split_trial_config
-from trainables.data import VAL_FRACTION, load_dataset
-from trainables.loop import Trainer
+
+if TYPE_CHECKING:  # torch loads with the Trainer, when a trial trains (not for a replay)
+    from trainables.loop import Trainer
 
 RUN_KEY = "_run"
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -130,6 +132,9 @@ def split_run_config(config: Mapping[str, Any]) -> tuple[dict[str, Any], RunSpec
 
 def build_trainer(config: Mapping[str, Any], cpus: int | None = None) -> tuple[Trainer, RunSpec]:
     """The `Trainer` a trial config describes (no Ray needed: the CLI and tests use it too)."""
+    from trainables.data import load_dataset
+    from trainables.loop import Trainer
+
     flat, spec = split_run_config(config)
     sized = {"input_size": spec.input_size} if spec.input_size is not None else {}
     data = load_dataset(spec.dataset, spec.data_dir, download=spec.download, **sized)
