@@ -10,19 +10,23 @@ recorded metrics under the keys a training trial reports (`epoch_seconds` stays 
 uncompressed time), plus the node it ran on. It stops at the table's epoch count, or earlier at
 the run's `max_epochs`.
 
-A replayed trial writes no checkpoint (there is no model): a restarted one replays from epoch 1,
-and a completed run holds no model file to export. Ray is imported only when a trial runs.
+A replayed trial's checkpoint holds no model, only `lrunet.json` with its epoch (written every
+`checkpoint_every` epochs of the run settings and at the last one, as a training trial's): a
+trial paused by a scheduler, or restarted after a failure, goes on from the epoch after it. A
+completed run holds no model file to export. Ray is imported only when a trial runs.
 """
 
 from __future__ import annotations
 
 import json
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from lrunet import metrics as M
-from trainables.trainable import NODE_ID, _node_id, split_run_config
+from trainables.trainable import CHECKPOINT_META, NODE_ID, _node_id, split_run_config
 
 
 def curve_key(flat: Mapping[str, Any], geometry: Mapping[str, int]) -> str:
@@ -57,13 +61,26 @@ def replay_curve(
     curve = curves[key]
     last = min(run.max_epochs or len(curve), len(curve))
     arch, node = json.loads(key)["arch"], _node_id()
-    for row in curve[:last]:
+    for row in curve[resumed_epoch(tune.get_checkpoint()) : last]:
         time.sleep(max(0.0, float(row[M.EPOCH_SECONDS])) / time_scale)
         epoch = int(row[M.EPOCH])
         result = {**row, M.EPOCH: epoch, NODE_ID: node, "training_iteration": epoch}
         acc = f"  val acc {row[M.VAL_ACC]:.2f}%" if M.VAL_ACC in row else ""
         print(f"{arch} epoch {epoch}/{last} (replayed){acc}", flush=True)
-        tune.report(result)
+        if epoch % run.checkpoint_every and epoch != last:
+            tune.report(result)
+            continue
+        with tempfile.TemporaryDirectory(prefix="lrunet-replay-") as d:
+            Path(d, CHECKPOINT_META).write_text(json.dumps({"epoch": epoch}))
+            tune.report(result, checkpoint=tune.Checkpoint.from_directory(d))
+
+
+def resumed_epoch(checkpoint) -> int:
+    """The epoch a replayed trial's checkpoint holds (0: none, start at epoch 1)."""
+    if checkpoint is None:
+        return 0
+    with checkpoint.as_directory() as d:
+        return int(json.loads(Path(d, CHECKPOINT_META).read_text())["epoch"])
 
 
 def make_replay_trainable(
