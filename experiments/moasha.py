@@ -298,8 +298,10 @@ class MOASHAScheduler(FIFOScheduler):
         }
 
     def _persist(self) -> None:
+        # the temp file stays outside the staging folder, which Tune copies while we write
         if self._state_path is not None:
-            self.save(self._state_path)
+            data = json.dumps(self._state()).encode()
+            atomic_write_bytes(self._state_path, data, Path(self._state_path).parent.parent)
 
     def save(self, checkpoint_path: str) -> None:
         """Write the recorded rungs and stops as JSON, atomically."""

@@ -17,11 +17,16 @@ from pathlib import Path
 from typing import Any
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write `data` to `path` via a temp file in the same folder and `os.replace`."""
+def atomic_write_bytes(
+    path: str | os.PathLike, data: bytes, tmp_dir: str | os.PathLike | None = None
+) -> Path:
+    """Write `data` to `path` via a temp file and `os.replace`. The temp file goes in `tmp_dir`
+    (same filesystem; default: `path`'s folder), e.g. outside a folder another process copies
+    while we write."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    where = path.parent if tmp_dir is None else Path(tmp_dir)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=where)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
