@@ -19,6 +19,24 @@ def _positive_int(text: str) -> int:
     return v
 
 
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _duration(text: str) -> float:
+    """Seconds from '90m', '2h', '45s', '1.5d' or a bare number of seconds."""
+    t = text.strip().lower()
+    scale = _UNITS.get(t[-1:], None)
+    try:
+        v = float(t[:-1] if scale else t) * (scale or 1)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a duration such as 90m, 2h or 3600 (seconds), got {text!r}"
+        ) from None
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"expected a duration > 0, got {text!r}")
+    return v
+
+
 def _nonneg_float(text: str) -> float:
     try:
         v = float(text)
@@ -61,6 +79,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="auto",
         choices=SCHEDULERS,
         help="auto: moasha for several objectives, asha for one",
+    )
+    parser.add_argument(
+        "--time-budget",
+        type=_duration,
+        help="end the search after this long (90m, 2h, 3600); MO-ASHA then pauses the trials "
+        "it would stop and spends the time left once the space is exhausted on the best of them",
     )
     parser.add_argument("--cpus-per-trial", type=_nonneg_float, default=1.0)
     parser.add_argument(
@@ -138,6 +162,7 @@ def run(args: argparse.Namespace) -> int:
         **run_flags(args),
         replay=args.replay,
         time_scale=args.time_scale,
+        time_budget_s=args.time_budget,
     )
     result = run_search(opts)
     print(summary(result))

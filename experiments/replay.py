@@ -10,7 +10,9 @@ table; otherwise a one-line error names what is missing and the fix.
 Decisions are reproducible: the searchers are seeded and, unless `--max-concurrent` says
 otherwise, a replay runs one trial at a time, so the scheduler sees every report in the same
 order on every run with the same seed. With several trials at once their reports interleave by
-wall-clock time, which a loaded machine can reorder.
+wall-clock time, which a loaded machine can reorder. With `--time-budget` (MO-ASHA pauses) the
+trials' resources bound concurrency instead: `--cpus-per-trial` equal to the machine's CPUs
+keeps one at a time.
 """
 
 from __future__ import annotations
@@ -37,8 +39,8 @@ def prepare_replay(o: SearchOptions) -> CurveTable | None:
     table = load_table(o.replay)
     if not o.space:
         o.space = str(table.space_file())
-    if o.max_concurrent is None:
-        o.max_concurrent = 1
+    if o.max_concurrent is None and o.time_budget_s is None:
+        o.max_concurrent = 1  # with a time budget MO-ASHA pauses: resources bound concurrency
     return table
 
 

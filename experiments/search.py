@@ -75,6 +75,9 @@ class SearchOptions:
     # a recorded learning-curve table the trials replay instead of training (`experiments.replay`)
     replay: str | None = None
     time_scale: float = 100.0
+    # end the search after this many seconds; MO-ASHA then pauses the trials it would stop and
+    # resumes the best once the searcher is finished (`experiments.moasha`, pause=True)
+    time_budget_s: float | None = None
 
 
 @dataclass
@@ -133,6 +136,23 @@ def _check_flags(o: SearchOptions) -> None:
         raise ValueError(f"--max-concurrent {o.max_concurrent}: must be >= 1")
     if o.max_failures < 0:
         raise ValueError(f"--max-failures {o.max_failures}: must be >= 0")
+    if o.time_budget_s is not None and not o.time_budget_s > 0:
+        raise ValueError(f"--time-budget {o.time_budget_s:g} s: must be > 0 (e.g. 90m, 2h)")
+
+
+def pauses(o: SearchOptions, spec: SearchSpec) -> bool:
+    """Whether the search's MO-ASHA pauses trials (a time budget: `experiments.moasha`)."""
+    kind = o.scheduler if o.scheduler != "auto" else ("moasha" if len(spec.metrics) > 1 else "")
+    return kind == "moasha" and o.time_budget_s is not None
+
+
+def _check_pausing(o: SearchOptions, spec: SearchSpec) -> None:
+    if pauses(o, spec) and o.max_concurrent is not None:
+        raise ValueError(
+            f"--max-concurrent {o.max_concurrent} with --time-budget: MO-ASHA pauses trials "
+            "then, and paused trials would hold the limit's slots; drop --max-concurrent and "
+            "bound concurrency with --cpus-per-trial / --gpus-per-trial"
+        )
 
 
 def _storage_root(o: SearchOptions) -> str:
@@ -178,6 +198,7 @@ RESUMED_OPTIONS = (
     "seed",
     "replay",
     "time_scale",
+    "time_budget_s",
 )
 
 
@@ -283,6 +304,7 @@ def run_search(o: SearchOptions) -> SearchResult:
     if not address:  # a local Ray offers this machine: checked before Ray starts
         check_resources(o.cpus_per_trial, o.gpus_per_trial, False, [local_offer()])
     _check_measure_device(spec, o.gpus_per_trial)
+    _check_pausing(o, spec)
     with ray_session(o):
         # what trials ask of a node is checked against what the nodes offer before any run is
         # created: Tune would otherwise wait forever for a node that cannot exist
@@ -380,12 +402,15 @@ def _fit(
         # the searcher's and scheduler's metrics would take for a broken trainable
         os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
     param_space = {**spec.fixed, RUN_KEY: run}
+    # pausing: no ConcurrencyLimiter (paused trials would hold its slots), resources bound it
+    limit = None if pauses(o, spec) else o.max_concurrent or default_concurrency(o)
     tune_config = tune.TuneConfig(
         search_alg=search["searcher"],
         scheduler=search["scheduler"],
         num_samples=spec.training.num_samples,
-        max_concurrent_trials=o.max_concurrent or default_concurrency(o),
+        max_concurrent_trials=limit,
         reuse_actors=True,
+        time_budget_s=o.time_budget_s,
         trial_dirname_creator=_trial_dirname,
     )
     run_config = tune.RunConfig(

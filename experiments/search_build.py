@@ -48,6 +48,7 @@ def _choose_scheduler(o: SearchOptions, spec: SearchSpec, max_epochs: int):
         max_t=max_epochs,
         grace_period=grace,
         reduction_factor=rf,
+        pause=o.time_budget_s is not None,  # the budget, not the grid, ends the search
     )
 
 

@@ -50,6 +50,7 @@ def log_parent(
         "cpus_per_trial": o.cpus_per_trial,
         "gpus_per_trial": o.gpus_per_trial,
         "seed": o.seed,
+        "time_budget_s": o.time_budget_s,
         "storage_dir": storage_dir,
     }
     for k, v in params.items():

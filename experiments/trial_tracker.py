@@ -114,6 +114,7 @@ class _TrialTracker:
         self.recomputed: dict[str, int] = {}
         self.infeasible_keys: set[str] | None = None
         self.reconciled = False
+        self.ended: set[str] = set()  # trials Tune told us finished or failed
 
     def __getstate__(self) -> dict[str, Any]:
         return {"settings": self.settings}
@@ -255,6 +256,7 @@ class _TrialTracker:
         self._on_run("tag retry", trial, tag)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
+        self.ended.add(trial.trial_id)
         epoch = self._epoch(trial)
         self._on_run("finish run", trial, lambda rid: self._finish(trial, rid, epoch))
 
@@ -270,6 +272,7 @@ class _TrialTracker:
         self.client.set_terminated(run_id, "FINISHED")
 
     def on_trial_error(self, iteration, trials, trial, **info):
+        self.ended.add(trial.trial_id)
         epoch, reason = self._epoch(trial), failure_reason(trial)
         self._on_run("fail run", trial, lambda rid: self._fail(rid, epoch, reason))
 
@@ -281,12 +284,17 @@ class _TrialTracker:
 
     def on_experiment_end(self, trials, **info):
         # Trials that never ended (the driver is stopping) are marked so no run stays RUNNING;
-        # `--resume` turns them back to RUNNING.
+        # `--resume` turns them back to RUNNING. Trials a stopper ended (a time budget: Tune
+        # stops them without telling callbacks) finish as stopped early (completed at max_epochs).
         for trial in trials:
-            if trial.status in ("PENDING", "RUNNING", "PAUSED") and trial.trial_id in self.run_ids:
+            if trial.trial_id not in self.run_ids:
+                continue
+            if trial.status in ("PENDING", "RUNNING", "PAUSED"):
                 rid = self.run_ids[trial.trial_id]
                 self.writer("set_tag", rid, STATUS_TAG, "interrupted")
                 self.writer("set_terminated", rid, "KILLED")
+            elif trial.status == "TERMINATED" and trial.trial_id not in self.ended:
+                self.on_trial_complete(0, trials, trial)
         self.flush()
 
     def flush(self, patience_s: float = FINAL_FLUSH_S) -> bool:
@@ -338,8 +346,10 @@ class _TrialTracker:
                 self.client.delete_run(r.info.run_id)
             elif t.status == "TERMINATED":
                 self.run_ids[tid] = r.info.run_id
+                self.ended.add(tid)
                 self._finish(t, r.info.run_id, self._epoch(t))
             elif t.status == "ERROR":
+                self.ended.add(tid)
                 self._fail(r.info.run_id, self._epoch(t), failure_reason(t))
 
     def log_infeasible(self, flat: Mapping[str, Any], reason: str) -> None:

@@ -187,6 +187,43 @@ def test_the_same_seed_gives_the_same_decisions(replayed):
     assert {s for s, _ in a.values()} == {"completed", "stopped_early"}
 
 
+def test_a_time_budget_pauses_and_resumes_what_successive_halving_stops(replayed):
+    d, uri, first, _, _ = replayed
+    # one trial at a time on the 2-CPU Ray (pausing bounds concurrency by resources), with time
+    # to spare: every trial the rung rule stops waits, and resumes once the 12 were tried
+    budgeted, _ = _replay(
+        d, uri, "replay-budget", seed=3, grace_epochs=1, reduction_factor=3,
+        time_budget_s=600, cpus_per_trial=2,
+    )  # fmt: skip
+    plain, paused = _decisions(uri, first), _decisions(uri, budgeted)
+    assert set(paused) == set(plain)  # the same 12 configurations (same seed)
+    assert "stopped_early" in {s for s, _ in plain.values()}
+    assert {s for s, _ in paused.values()} == {"completed"}
+    client = tracking.client_for(uri)
+    assert float(client.get_run(budgeted.parent_run_id).data.params["time_budget_s"]) == 600
+    table = load_table(SHIPPED)
+    for r in _trials(uri, budgeted):  # resumed from the epoch after the pause, each epoch once
+        history = client.get_metric_history(r.info.run_id, "val_acc")
+        curve = table.curve(table.archs.index(r.data.tags["arch"]))
+        assert sorted(m.step for m in history) == list(range(1, table.epochs + 1))
+        assert [m.value for m in sorted(history, key=lambda m: m.step)] == [
+            row["val_acc"] for row in curve
+        ]
+
+
+def test_trials_the_time_budget_ends_are_finished_not_left_running(replayed):
+    d, uri, _, _, _ = replayed
+    # 1.5 s per replayed epoch: the budget ends the search with trials in flight
+    ended, wall = _replay(d, uri, "replay-short", seed=3, time_budget_s=6, time_scale=10)
+    assert wall < 60
+    runs = _trials(uri, ended)
+    assert runs and all(r.info.status == "FINISHED" for r in runs)
+    assert {r.data.tags["status"] for r in runs} <= {"completed", "stopped_early"}
+    assert "stopped_early" in {r.data.tags["status"] for r in runs}
+    parent = tracking.client_for(uri).get_run(ended.parent_run_id)
+    assert parent.data.tags["search_status"] == "finished"
+
+
 def test_a_space_the_table_does_not_cover_fails_before_ray(tmp_path):
     if not SHIPPED.exists():
         pytest.skip("the shipped table is built by a benchmark run")
