@@ -43,7 +43,7 @@ from benchmarks.replay_runs import METHODS, VARIANTS, Settings, run_ray  # noqa:
 
 TABLE = ROOT / "benchmarks" / "tables" / "fmnist_lru_dacnn.csv"
 SHARES = (0.1, 0.25, 0.5)
-OURS = ("moasha+random", "moasha+nsga2", "moasha+tpe", *VARIANTS)
+OURS = ("moasha+random", "moasha-pause+random", "moasha+nsga2", "moasha+tpe", *VARIANTS)
 
 
 def get_args_parser() -> argparse.ArgumentParser:

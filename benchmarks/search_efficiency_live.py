@@ -4,13 +4,19 @@ each with the same wall-clock budget (the replayed benchmark's small reality che
 On real Fashion-MNIST (a 3,000-image subset; `benchmarks/search_efficiency.yaml`, a 16-config
 grid), this runs, one after the other on the same local Ray:
 
-1. the full grid at the full budget (FIFO, every config for `max_epochs`): the reference front;
-2. FIFO + random order, ASHA on accuracy, and MO-ASHA (`experiments.moasha`), each with the same
-   wall-clock budget, a fraction (default 1/3) of the time the grid took.
+1. the full grid at the full budget (FIFO, every config for `max_epochs`): the reference front,
+   and, from the same trials, a learning-curve table (`experiments.curve_table`, the format of
+   `launch.py record`);
+2. FIFO + random order, ASHA on accuracy, MO-ASHA (`experiments.moasha`) and MO-ASHA with
+   pausing, each with the same wall-clock budget, a fraction (default 1/3) of the time the grid
+   took;
+3. the same four methods replayed on that table (`benchmarks.replay_runs`, as the replayed
+   benchmark runs them) with the same fraction of the grid's recorded compute.
 
 Only trials that reached the full budget enter a front (as in the platform). It prints each
-front's hypervolume, its ratio to the grid's, and the compute each used (epochs trained and the
-sum of the trials' epoch seconds), e.g.
+front's hypervolume, its ratio to the grid's, the compute each used (epochs trained and the sum
+of the trials' epoch seconds), and, side by side, each method's ratio live and replayed with the
+two rankings, the check that replay and reality agree, e.g.
 
     python benchmarks/search_efficiency.py --live           # about 15-25 minutes on 2 cores
     python benchmarks/search_efficiency.py --live --quick   # 8 configs, 3 epochs: a few minutes
@@ -24,7 +30,7 @@ import platform
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -34,6 +40,15 @@ from lrunet import metrics as M  # noqa: E402
 from search_spaces.loader import load_space  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
+
+
+# live method -> the same method in the replayed benchmark
+REPLAYED = {
+    "fifo+random": "fifo+random",
+    "asha(acc)": "asha(acc)+random",
+    "moasha": "moasha+random",
+    "moasha-pause": "moasha-pause+random",
+}
 
 
 @dataclass
@@ -46,6 +61,7 @@ class Outcome:
     compute_s: float
     wall_s: float
     front: list[tuple[str, float, float]]
+    curves: list[dict] = field(default_factory=list)  # table entries (write_table), per trial
 
 
 def run_method(method: str, spec, time_budget_s: float | None, storage: str, seed: int) -> Outcome:
@@ -76,6 +92,7 @@ def run_method(method: str, spec, time_budget_s: float | None, storage: str, see
             max_t=t.max_epochs,
             grace_period=t.grace_epochs,
             reduction_factor=t.reduction_factor,
+            pause=method == "moasha-pause",
         )
     run = {"dataset": spec.dataset, "subset": t.subset, "max_epochs": t.max_epochs}
     tuner = tune.Tuner(
@@ -85,7 +102,8 @@ def run_method(method: str, spec, time_budget_s: float | None, storage: str, see
             search_alg=SpaceSampler(spec, seed),
             scheduler=scheduler,
             num_samples=spec.num_configs,
-            max_concurrent_trials=2,
+            # paused trials would hold a ConcurrencyLimiter's slots: 2 CPUs bound it instead
+            max_concurrent_trials=None if method == "moasha-pause" else 2,
             reuse_actors=True,
             time_budget_s=time_budget_s,
         ),
@@ -98,11 +116,12 @@ def run_method(method: str, spec, time_budget_s: float | None, storage: str, see
     t0 = time.time()
     grid = tuner.fit()
     wall = time.time() - t0
-    points, names, epochs, compute = [], [], 0, 0.0
+    points, names, epochs, compute, curves = [], [], 0, 0.0, []
     for r in grid:
         df = r.metrics_dataframe
         if df is None or df.empty:
             continue
+        df = df.drop_duplicates("training_iteration", keep="last")  # a resumed trial's repeat
         epochs += len(df)
         compute += float(df[M.EPOCH_SECONDS].sum())
         last = df.iloc[-1]
@@ -111,12 +130,61 @@ def run_method(method: str, spec, time_budget_s: float | None, storage: str, see
             cfg, _ = split_trial_config(flat, **spec.geometry)
             names.append(cfg.name)
             points.append([float(last[m]) for m in spec.metrics])
+            metrics = [m for m in CURVE_METRICS if m in df.columns]
+            curve = [{m: float(row[m]) for m in metrics} for _, row in df.iterrows()]
+            curves.append(
+                {"config": flat, "arch": cfg.name, "family": spec.family, "curve": curve}
+            )
     hv = pareto.hypervolume(points, spec.modes, spec.reference_point) if points else 0.0
     front = []
     if points:
         mask = pareto.pareto_front_mask(points, spec.modes)
         front = sorted((names[i], *points[i]) for i in range(len(points)) if mask[i])
-    return Outcome(method, hv, len(points), len(grid), epochs, compute, wall, front)
+    return Outcome(method, hv, len(points), len(grid), epochs, compute, wall, front, curves)
+
+
+CURVE_METRICS = (M.VAL_ACC, M.VAL_LOSS, M.TRAIN_LOSS, M.PARAMS, M.EPOCH_SECONDS)
+
+
+def record(grid: Outcome, spec, space_text: str, overrides, path: Path):
+    """The grid's trials as a learning-curve table (what `launch.py record` writes)."""
+    from experiments.curve_table import write_table
+
+    if len(grid.curves) != spec.num_configs:
+        raise RuntimeError(f"the grid completed {len(grid.curves)}/{spec.num_configs} configs")
+    provenance = {
+        "space": spec.name,
+        "space_file": "search_efficiency.yaml",
+        "space_yaml": space_text,
+        "overrides": overrides,
+        "dataset": spec.dataset,
+        "subset": spec.training.subset,
+        "epochs": spec.training.max_epochs,
+        "geometry": spec.geometry,
+        "recorded_by": "benchmarks/search_efficiency.py --live",
+    }
+    return write_table(path, grid.curves, provenance)
+
+
+def replayed(table, spec, fraction: float, storage: str, seed: int) -> dict[str, float]:
+    """Each live method replayed on `table` with `fraction` of its recorded compute: the
+    normalised hypervolume (platform view) it reached."""
+    from benchmarks import search_report as R
+    from benchmarks.replay_runs import Settings, run_ray
+
+    t = spec.training
+    fr = R.frame(table, spec.reference_point, t.max_epochs)
+    s = Settings(t.grace_epochs, t.reduction_factor, t.max_epochs, fraction * fr.grid_compute)
+    out = {}
+    for live, method in REPLAYED.items():
+        log = run_ray(method, table, table.space(), seed, s, storage)
+        out[live] = R.hv_at(log, fr, [fraction])["platform"][0]
+    return out
+
+
+def ranks(values: dict[str, float]) -> dict[str, int]:
+    """1 for the largest value; ties share the better rank."""
+    return {k: 1 + sum(1 for w in values.values() if w > v) for k, v in values.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -131,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         help="wall-clock budget of each method as a fraction of the grid's",
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--table-out", help="keep the grid's learning-curve table here (CSV)")
     args = parser.parse_args(argv)
 
     import ray
@@ -144,7 +213,13 @@ def main(argv: list[str] | None = None) -> int:
         }
     spec = load_space(str(HERE / "search_efficiency.yaml"), overrides)
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    pythonpath = os.pathsep.join(filter(None, [str(HERE.parent), os.environ.get("PYTHONPATH")]))
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        runtime_env={"env_vars": {"PYTHONPATH": pythonpath}},
+    )
     cpu = platform.processor() or platform.machine()
     print(
         f"machine: {os.cpu_count()} cores ({cpu}), torch {torch.__version__}, "
@@ -155,10 +230,15 @@ def main(argv: list[str] | None = None) -> int:
         ref = run_method("grid", spec, None, storage, args.seed)
         budget = ref.wall_s * args.fraction
         print(f"grid: {ref.wall_s:.0f} s wall; each method gets {budget:.0f} s")
-        outcomes = [ref] + [
-            run_method(m, spec, budget, storage, args.seed)
-            for m in ("fifo+random", "asha(acc)", "moasha")
-        ]
+        table = record(
+            ref,
+            spec,
+            (HERE / "search_efficiency.yaml").read_text(),
+            overrides,
+            Path(args.table_out or Path(storage, "live_grid.csv")),
+        )
+        outcomes = [ref] + [run_method(m, spec, budget, storage, args.seed) for m in REPLAYED]
+        replay = replayed(table, spec, args.fraction, storage, args.seed)
     ray.shutdown()
 
     print()
@@ -176,6 +256,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n{o.method} front ({', '.join(spec.metrics)}):")
         for name, *vals in o.front:
             print(f"  {name:<28} " + "  ".join(f"{v:,.2f}" for v in vals))
+    live = {o.method: o.hypervolume / ref.hypervolume for o in outcomes[1:]}
+    live_rank, replay_rank = ranks(live), ranks(replay)
+    print(
+        f"\nlive vs replayed on the grid's own table (seed {args.seed}; live: "
+        f"{args.fraction:.3g} of the grid's wall clock, replayed: of its recorded compute)"
+    )
+    print(f"{'method':<14} {'live vs grid':>12} {'rank':>5} {'replayed':>9} {'rank':>5}")
+    for m in REPLAYED:
+        print(f"{m:<14} {live[m]:>12.1%} {live_rank[m]:>5} {replay[m]:>9.1%} {replay_rank[m]:>5}")
+    agree = live_rank == replay_rank
+    print(f"rankings {'agree' if agree else 'DIFFER'}")
     return 0
 
 

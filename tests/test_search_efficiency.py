@@ -117,6 +117,38 @@ def test_the_same_seed_gives_the_same_numbers(table, frame, tmp_path, ray_local)
     assert [cid for cid, _ in fifo.epochs_per_trial()] == order[: len(fifo.epochs_per_trial())]
 
 
+def test_pausing_spends_the_budget_the_stopping_scheduler_leaves(
+    table, frame, tmp_path, ray_local
+):
+    spec, s = table.space(), _settings(frame, share=0.8)
+    stopping = run_ray("moasha+random", table, spec, 3, s, str(tmp_path))
+    paused = run_ray("moasha-pause+random", table, spec, 3, s, str(tmp_path))
+    # the same decisions until the grid is exhausted; then paused trials resume, each from the
+    # epoch after its pause (a restart would start a 13th trial at epoch 1)
+    assert paused.reports[: len(stopping.reports)] == stopping.reports
+    assert stopping.compute < s.budget_s <= paused.compute
+    assert len(paused.epochs_per_trial()) == len(table.configs) == 12
+    assert len(paused.completed(EPOCHS)) > len(stopping.completed(EPOCHS))
+
+
+def test_the_live_check_replays_its_own_grid_with_the_live_methods(table, tmp_path, ray_local):
+    from benchmarks import search_efficiency_live as live
+
+    spec = table.space()
+    curves = [
+        {"config": c, "arch": table.arch(i), "family": table.family(i), "curve": table.curve(i)}
+        for i, c in enumerate(table.configs)
+    ]
+    grid = live.Outcome("grid", 1.0, 12, 12, 48, 0.0, 0.0, [], curves)
+    recorded = live.record(grid, spec, SPACE, None, tmp_path / "live_grid.csv")
+    assert [recorded.curve(i) == table.curve(i) for i in range(12)] == [True] * 12
+    whole = live.replayed(recorded, spec, 1.0, str(tmp_path), seed=0)
+    assert set(whole) == set(live.REPLAYED) and whole["fifo+random"] == 1.0
+    assert live.ranks({"a": 0.9, "b": 0.95, "c": 0.9}) == {"a": 2, "b": 1, "c": 2}
+    with pytest.raises(RuntimeError, match="completed 11/12"):
+        live.record(replace(grid, curves=curves[:11]), spec, SPACE, None, tmp_path / "x.csv")
+
+
 def test_the_cli_writes_its_table_csv_and_plot(table, tmp_path, ray_local, capsys):
     out_csv, out_png = tmp_path / "seeds.csv", tmp_path / "plot.png"
     argv = ["--table", str(table.path), "--seeds", "2", "--grace", "1"]
