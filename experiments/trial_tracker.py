@@ -18,11 +18,11 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from experiments.infeasible_runs import InfeasibleRecords, infeasible_tags
 from experiments.mlflow_writer import BufferedWriter
 from experiments.tracking import (
     COMPLETED,
     FAILED,
-    INFEASIBLE,
     MODEL_ARTIFACT_DIR,
     MODEL_FILE,
     NODE_TAG,
@@ -34,7 +34,6 @@ from experiments.tracking import (
     STATUS_TAG,
     STOPPED_EARLY,
     TRIAL_ROLE,
-    _fmt_param,
     _params,
     client_for,
     config_hash,
@@ -61,13 +60,7 @@ def _metrics_of(result: Mapping[str, Any]) -> dict[str, float]:
 FINAL_FLUSH_S = 120.0
 
 
-def _infeasible_tags(key: str, reason: str) -> dict[str, str]:
-    """The tags of an infeasible record, whether the driver rejected the proposal (an analytic
-    budget) or the trial rejected itself (a measured one): status, reason and config hash."""
-    return {"config_hash": key, STATUS_TAG: INFEASIBLE, "infeasible_reason": reason[:4000]}
-
-
-class _TrialTracker:
+class _TrialTracker(InfeasibleRecords):
     """The body of the Ray Tune callback built by `make_trial_callback` (module docstring).
 
     The callback is pickled into Tune's experiment state and comes back on `Tuner.restore`: it
@@ -237,7 +230,7 @@ class _TrialTracker:
         from mlflow.entities import Metric, RunTag
 
         flat = {k: v for k, v in trial.config.items() if not k.startswith("_run")}
-        tags = {**_infeasible_tags(config_hash(flat), reason), "stopped_at_epoch": "0"}
+        tags = {**infeasible_tags(config_hash(flat), reason), "stopped_at_epoch": "0"}
         ts = int(time.time() * 1000)
         self.client.log_batch(
             run_id,
@@ -351,43 +344,6 @@ class _TrialTracker:
             elif t.status == "ERROR":
                 self.ended.add(tid)
                 self._fail(r.info.run_id, self._epoch(t), failure_reason(t))
-
-    def log_infeasible(self, flat: Mapping[str, Any], reason: str) -> None:
-        """A config the searcher proposed that breaks a budget: recorded once, never trained."""
-        flat = dict(flat)
-        self.writer.submit("record infeasible", lambda: self._log_infeasible(flat, reason))
-
-    def _log_infeasible(self, flat: dict[str, Any], reason: str) -> None:
-        key = config_hash(flat)
-        if self.infeasible_keys is None:
-            runs = self.client.search_runs(
-                [self.experiment_id],
-                f"tags.`{PARENT_TAG}` = '{self.parent_run_id}' and tags.`{STATUS_TAG}` = "
-                f"'{INFEASIBLE}'",
-                max_results=50_000,
-            )
-            self.infeasible_keys = {r.data.tags.get("config_hash", "") for r in runs}
-        if key in self.infeasible_keys:  # proposed again (e.g. replayed after --resume)
-            return
-        try:
-            arch, params = trial_params(flat, self.geometry, self.dataset)
-        except ValueError:  # not even a valid architecture
-            arch, params = "invalid", {k: _fmt_param(v) for k, v in flat.items()}
-        run = self.client.create_run(
-            self.experiment_id,
-            run_name=arch,
-            tags={
-                PARENT_TAG: self.parent_run_id,
-                ROLE_TAG: TRIAL_ROLE,
-                "arch": arch,
-                FAMILY_KEY: params.get(FAMILY_KEY, DEFAULT_FAMILY),
-                "dataset": self.dataset,
-                **_infeasible_tags(key, reason),
-            },
-        )
-        self.infeasible_keys.add(key)
-        self.client.log_batch(run.info.run_id, params=_params(params))
-        self.client.set_terminated(run.info.run_id, "FINISHED")
 
 
 _TRACKER_CLASS: type | None = None
