@@ -145,6 +145,7 @@ def test_the_live_check_replays_its_own_grid_with_the_live_methods(table, tmp_pa
     whole = live.replayed(recorded, spec, 1.0, str(tmp_path), seed=0)
     assert set(whole) == set(live.REPLAYED) and whole["fifo+random"] == 1.0
     assert live.ranks({"a": 0.9, "b": 0.95, "c": 0.9}) == {"a": 2, "b": 1, "c": 2}
+    assert live.ranks({"a": 0.9163, "b": 0.9166, "c": 0.986}) == {"a": 2, "b": 2, "c": 1}
     with pytest.raises(RuntimeError, match="completed 11/12"):
         live.record(replace(grid, curves=curves[:11]), spec, SPACE, None, tmp_path / "x.csv")
 
