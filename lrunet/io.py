@@ -16,6 +16,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+# The process's umask, read once (os.umask can only be read by setting it): mkstemp makes its
+# temp files 0600, and a renamed temp file would keep that, owner-only on a shared machine.
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
 
 def atomic_write_bytes(
     path: str | os.PathLike, data: bytes, tmp_dir: str | os.PathLike | None = None
@@ -28,6 +33,7 @@ def atomic_write_bytes(
     where = path.parent if tmp_dir is None else Path(tmp_dir)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=where)
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # as open() would have made it
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
