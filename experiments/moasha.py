@@ -52,8 +52,14 @@ import ray
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
-from experiments.moasha_rule import TIE_BREAKS, epsilon_net_order, keeps, rung_milestones
-from experiments.pareto import MODES, crowding_distance, pareto_ranks
+from experiments.moasha_rule import (
+    TIE_BREAKS,
+    epsilon_net_order,
+    keeps,
+    layer_order,
+    rung_milestones,
+)
+from experiments.pareto import MODES
 from lrunet.io import atomic_write_bytes
 
 if TYPE_CHECKING:
@@ -139,7 +145,6 @@ class MOASHAScheduler(FIFOScheduler):
         ]
         self._stopped_at: dict[str, float] = {}  # trial id -> rung milestone where it stopped
         self._paused_at: dict[str, float] = {}  # trial id -> milestone where it waits (pause)
-        self._resumed: dict[str, float] = {}  # trial id -> milestone it was resumed from
         self._num_stopped = 0
         self._state_path: str | None = None
 
@@ -216,12 +221,12 @@ class MOASHAScheduler(FIFOScheduler):
         running = [t for t in trials if t.status == Trial.RUNNING]
         if not mine or (running and not tune_controller.search_alg.is_finished()):
             return None  # the searcher may still propose (with nothing running it cannot wait)
-        if any(t.status == Trial.RUNNING and t.trial_id in self._paused_at for t in trials):
+        if any(t.trial_id in self._paused_at for t in running):
             return None  # one is still saving its checkpoint to pause: choose with it too
         if running and not _room_beside(running, mine[0]):
             return None  # Tune would commit to the choice now and let it wait for resources
         best = self._best_paused([t.trial_id for t in mine])
-        self._resumed[best] = self._paused_at.pop(best)
+        del self._paused_at[best]
         self._persist()
         return next(t for t in mine if t.trial_id == best)
 
@@ -235,13 +240,7 @@ class MOASHAScheduler(FIFOScheduler):
         candidates = sorted(tid for tid, m in at.items() if m == top)
         if not all(c in ids for c in candidates):
             return candidates[0]
-        points = np.array([recorded[tid] for tid in ids], dtype=float)
-        k = points.shape[1]
-        layers = pareto_ranks(points, ["max"] * k)
-        crowd = np.zeros(len(ids))
-        for layer in np.unique(layers):
-            members = np.flatnonzero(layers == layer)
-            crowd[members] = crowding_distance(points[members], ["max"] * k)
+        layers, crowd = layer_order(np.array([recorded[tid] for tid in ids], dtype=float))
         place = {tid: (int(layers[i]), -float(crowd[i])) for i, tid in enumerate(ids)}
         return min(candidates, key=lambda tid: (place[tid], tid))
 
@@ -293,19 +292,18 @@ class MOASHAScheduler(FIFOScheduler):
             ],
             "stopped_at": self._stopped_at,
             "paused_at": self._paused_at,
-            "resumed": self._resumed,
             "num_stopped": self._num_stopped,
         }
 
     def _persist(self) -> None:
         # the temp file stays outside the staging folder, which Tune copies while we write
         if self._state_path is not None:
-            data = json.dumps(self._state()).encode()
-            atomic_write_bytes(self._state_path, data, Path(self._state_path).parent.parent)
+            self.save(self._state_path, Path(self._state_path).parent.parent)
 
-    def save(self, checkpoint_path: str) -> None:
-        """Write the recorded rungs and stops as JSON, atomically."""
-        atomic_write_bytes(checkpoint_path, json.dumps(self._state()).encode())
+    def save(self, checkpoint_path: str, tmp_dir: str | os.PathLike | None = None) -> None:
+        """Write the recorded rungs and stops as JSON, atomically (the temp file in `tmp_dir`,
+        default: beside the file)."""
+        atomic_write_bytes(checkpoint_path, json.dumps(self._state()).encode(), tmp_dir)
 
     def restore(self, checkpoint_path: str) -> None:
         """Load state written by :meth:`save` by a scheduler with the same settings."""
@@ -325,27 +323,28 @@ class MOASHAScheduler(FIFOScheduler):
         ]
         self._stopped_at = dict(state["stopped_at"])
         self._paused_at = dict(state.get("paused_at", {}))
-        self._resumed = dict(state.get("resumed", {}))
         self._num_stopped = int(state["num_stopped"])
 
 
 def _refuse_concurrency_limiter(tune_controller: TuneController) -> None:
-    """Paused trials stay live for a ``ConcurrencyLimiter``, which then stops asking the searcher:
-    the search would wait for ever. Name the fix instead."""
+    """Paused trials stay live for a ``ConcurrencyLimiter`` (or a ``BasicVariantGenerator``'s
+    own limit), which then stops asking the searcher: the search would wait for ever. Name the
+    fix instead."""
     from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
 
     search_alg = tune_controller.search_alg
     limited = isinstance(search_alg, BasicVariantGenerator) and search_alg.max_concurrent > 0
     searcher = getattr(search_alg, "searcher", None)
-    while searcher is not None or limited:
-        if limited or isinstance(searcher, ConcurrencyLimiter):
-            raise ValueError(
-                "MOASHAScheduler(pause=True) cannot run behind a ConcurrencyLimiter "
-                "(TuneConfig(max_concurrent_trials=...)): paused trials would hold its slots and "
-                "the searcher would never be asked again; bound concurrency with the trials' "
-                "resources (tune.with_resources) instead"
-            )
+    while not limited and searcher is not None:
+        limited = isinstance(searcher, ConcurrencyLimiter)
         searcher = getattr(searcher, "searcher", None)
+    if limited:
+        raise ValueError(
+            "MOASHAScheduler(pause=True) cannot run behind a ConcurrencyLimiter "
+            "(TuneConfig(max_concurrent_trials=...)): paused trials would hold its slots and "
+            "the searcher would never be asked again; bound concurrency with the trials' "
+            "resources (tune.with_resources) instead"
+        )
 
 
 def _room_beside(running: Sequence[Trial], trial: Trial) -> bool:

@@ -75,6 +75,22 @@ def epsilon_net_order(points: np.ndarray) -> np.ndarray:
     return position
 
 
+def layer_order(points: np.ndarray, tie_break: str = "crowding") -> tuple[np.ndarray, np.ndarray]:
+    """The NSGA-II order of `points` (larger is better in every column): each point's Pareto
+    layer (1 = non-dominated) and, within its layer, a score where larger is better (crowding
+    distance, or minus the epsilon-net position with ``tie_break="epsnet"``)."""
+    k = points.shape[1]
+    layers = pareto_ranks(points, ["max"] * k)
+    score = np.zeros(points.shape[0])
+    for layer in np.unique(layers):
+        members = np.flatnonzero(layers == layer)
+        if tie_break == "epsnet":  # earlier in the net is better: minus the position
+            score[members] = -epsilon_net_order(points[members])
+        else:
+            score[members] = crowding_distance(points[members], ["max"] * k)
+    return layers, score
+
+
 def keeps(
     recorded: Sequence[Sequence[float]],
     x: Sequence[float],
@@ -103,14 +119,7 @@ def keeps(
     if keep_front and not np.any(np.all(values >= xv, axis=1) & np.any(values > xv, axis=1)):
         return True
     both = np.vstack([values, xv])
-    layers = pareto_ranks(both, ["max"] * k)
-    crowd = np.zeros(n + 1)
-    for layer in np.unique(layers):
-        members = np.flatnonzero(layers == layer)
-        if tie_break == "epsnet":  # earlier in the net is better: minus the position
-            crowd[members] = -epsilon_net_order(both[members])
-        else:
-            crowd[members] = crowding_distance(both[members], ["max"] * k)
+    layers, crowd = layer_order(both, tie_break)
     # Sort key, worst first: deeper layer is worse, then smaller crowding distance is worse.
     keys = [(-int(layers[i]), float(crowd[i])) for i in range(n + 1)]
     ahead = sum(1 for i in range(n) if keys[i] > keys[n])
