@@ -9,18 +9,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from experiments import trial_tracker
+from experiments.search_options import pauses, scheduler_kind
 from lrunet import metrics as M
 from lrunet.objectives import logged_metrics
 from search_spaces.spec import SearchSpec
 
 if TYPE_CHECKING:
-    from experiments.search import SearchOptions
+    from experiments.search_options import SearchOptions
 
 
 def _choose_scheduler(o: SearchOptions, spec: SearchSpec, max_epochs: int):
-    kind = o.scheduler
-    if kind == "auto":
-        kind = "moasha" if len(spec.objectives) > 1 else "asha"
+    kind = scheduler_kind(o, spec)
     grace = spec.training.grace_epochs
     rf = spec.training.reduction_factor
     if kind == "fifo":
@@ -48,7 +47,7 @@ def _choose_scheduler(o: SearchOptions, spec: SearchSpec, max_epochs: int):
         max_t=max_epochs,
         grace_period=grace,
         reduction_factor=rf,
-        pause=o.time_budget_s is not None,  # the budget, not the grid, ends the search
+        pause=pauses(o, spec),  # the budget, not the grid, ends the search
     )
 
 

@@ -114,10 +114,17 @@ def check_flags(o: SearchOptions) -> None:
         raise ValueError(f"--time-budget {o.time_budget_s:g} s: must be > 0 (e.g. 90m, 2h)")
 
 
+def scheduler_kind(o: SearchOptions, spec: SearchSpec) -> str:
+    """The scheduler a search runs: `--scheduler`, with auto = MO-ASHA for several objectives
+    and ASHA for one."""
+    if o.scheduler != "auto":
+        return o.scheduler
+    return "moasha" if len(spec.objectives) > 1 else "asha"
+
+
 def pauses(o: SearchOptions, spec: SearchSpec) -> bool:
     """Whether the search's MO-ASHA pauses trials (a time budget: `experiments.moasha`)."""
-    kind = o.scheduler if o.scheduler != "auto" else ("moasha" if len(spec.metrics) > 1 else "")
-    return kind == "moasha" and o.time_budget_s is not None
+    return scheduler_kind(o, spec) == "moasha" and o.time_budget_s is not None
 
 
 def check_pausing(o: SearchOptions, spec: SearchSpec) -> None:
