@@ -26,7 +26,13 @@ from pathlib import Path
 from typing import Any
 
 from lrunet import metrics as M
-from trainables.trainable import CHECKPOINT_META, NODE_ID, _node_id, split_run_config
+from trainables.trainable import (
+    CHECKPOINT_META,
+    NODE_ID,
+    _checkpoint_epoch,
+    _node_id,
+    split_run_config,
+)
 
 
 def curve_key(flat: Mapping[str, Any], geometry: Mapping[str, int]) -> str:
@@ -76,11 +82,14 @@ def replay_curve(
 
 
 def resumed_epoch(checkpoint) -> int:
-    """The epoch a replayed trial's checkpoint holds (0: none, start at epoch 1)."""
+    """The epoch a replayed trial's checkpoint holds (0: none, start at epoch 1), read as a
+    training trial's is (`trainables.trainable._checkpoint_epoch`)."""
     if checkpoint is None:
         return 0
-    with checkpoint.as_directory() as d:
-        return int(json.loads(Path(d, CHECKPOINT_META).read_text())["epoch"])
+    epoch = _checkpoint_epoch(checkpoint)
+    if epoch is None:
+        raise ValueError(f"{checkpoint.path}: no readable {CHECKPOINT_META} in the checkpoint")
+    return epoch
 
 
 def make_replay_trainable(
