@@ -12,15 +12,13 @@ from typing import Any
 from experiments.tracking import (
     INFEASIBLE,
     PARENT_TAG,
-    ROLE_TAG,
     STATUS_TAG,
-    TRIAL_ROLE,
     _fmt_param,
     _params,
     config_hash,
     trial_params,
+    trial_run_tags,
 )
-from lrunet.registry import DEFAULT_FAMILY, FAMILY_KEY
 
 
 def infeasible_tags(key: str, reason: str) -> dict[str, str]:
@@ -57,14 +55,9 @@ class InfeasibleRecords:
         run = self.client.create_run(
             self.experiment_id,
             run_name=arch,
-            tags={
-                PARENT_TAG: self.parent_run_id,
-                ROLE_TAG: TRIAL_ROLE,
-                "arch": arch,
-                FAMILY_KEY: params.get(FAMILY_KEY, DEFAULT_FAMILY),
-                "dataset": self.dataset,
-                **infeasible_tags(key, reason),
-            },
+            tags=trial_run_tags(
+                self.parent_run_id, arch, params, self.dataset, **infeasible_tags(key, reason)
+            ),
         )
         self.infeasible_keys.add(key)
         self.client.log_batch(run.info.run_id, params=_params(params))

@@ -181,6 +181,23 @@ def trial_params(
     return cfg.name, params
 
 
+def trial_run_tags(
+    parent_run_id: str, arch: str, params: Mapping[str, str], dataset: str, **extra: str
+) -> dict[str, str]:
+    """The tags every trial run starts with (a trained trial's and an infeasible record's):
+    parent, role, architecture, family, dataset, then `extra`."""
+    from lrunet.registry import DEFAULT_FAMILY, FAMILY_KEY
+
+    return {
+        PARENT_TAG: parent_run_id,
+        ROLE_TAG: TRIAL_ROLE,
+        "arch": arch,
+        FAMILY_KEY: params.get(FAMILY_KEY, DEFAULT_FAMILY),
+        "dataset": dataset,
+        **extra,
+    }
+
+
 def config_hash(flat: Mapping[str, Any]) -> str:
     """A short stable key of a flat trial config (infeasible records are kept once per config)."""
     text = json.dumps({k: flat[k] for k in sorted(flat)}, default=str, sort_keys=True)

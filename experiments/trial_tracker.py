@@ -29,21 +29,19 @@ from experiments.tracking import (
     PARENT_TAG,
     RECOMPUTED_TAG,
     RETRIES_TAG,
-    ROLE_TAG,
     RUNNING,
     STATUS_TAG,
     STOPPED_EARLY,
-    TRIAL_ROLE,
     _params,
     client_for,
     config_hash,
     failure_reason,
     trial_params,
+    trial_run_tags,
     trial_runs,
 )
 from lrunet import metrics as M
 from lrunet.objectives import logged_metrics
-from lrunet.registry import DEFAULT_FAMILY, FAMILY_KEY
 
 log = logging.getLogger(__name__)
 
@@ -146,15 +144,14 @@ class _TrialTracker(InfeasibleRecords):
             run = c.create_run(
                 self.experiment_id,
                 run_name=arch,
-                tags={
-                    PARENT_TAG: self.parent_run_id,
-                    ROLE_TAG: TRIAL_ROLE,
-                    "trial_id": tid,
-                    "arch": arch,
-                    FAMILY_KEY: params.get(FAMILY_KEY, DEFAULT_FAMILY),
-                    "dataset": self.dataset,
-                    STATUS_TAG: RUNNING,
-                },
+                tags=trial_run_tags(
+                    self.parent_run_id,
+                    arch,
+                    params,
+                    self.dataset,
+                    trial_id=tid,
+                    **{STATUS_TAG: RUNNING},
+                ),
             )
             run_id = run.info.run_id
             c.log_batch(run_id, params=_params(params))
